@@ -1,0 +1,285 @@
+//! In-memory implementations of the ports: presence for the single-node default (no Redis),
+//! and a whole store for actor unit tests.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::ports::{
+    AppendOutcome, ChannelKind, ChannelSnapshot, ChannelStore, Member, Mutation, NewMessage, Ports, PresenceRecord,
+    PresenceStore, StoreError, StoreResult, StoredEvent, UserDirectory,
+};
+use crate::protocol::{ChannelEvent, ChannelSeq, MessageView, ReadCursor};
+
+#[derive(Default)]
+pub struct MemoryPresence {
+    records: Mutex<HashMap<Uuid, PresenceRecord>>,
+}
+
+#[async_trait]
+impl PresenceStore for MemoryPresence {
+    async fn load(&self, user_id: Uuid) -> StoreResult<Option<PresenceRecord>> {
+        Ok(self.records.lock().unwrap().get(&user_id).copied())
+    }
+    async fn save(&self, user_id: Uuid, record: PresenceRecord) -> StoreResult<()> {
+        self.records.lock().unwrap().insert(user_id, record);
+        Ok(())
+    }
+}
+
+struct MemoryChannel {
+    company_id: Uuid,
+    kind: ChannelKind,
+    members: Vec<Uuid>,
+    events: BTreeMap<ChannelSeq, ChannelEvent>,
+    messages: BTreeMap<Uuid, MessageView>,
+    cursors: HashMap<Uuid, ChannelSeq>,
+    attachments: HashSet<Uuid>,
+}
+
+#[derive(Default)]
+struct MemoryData {
+    users: HashMap<Uuid, (Uuid, String)>,
+    channels: HashMap<Uuid, MemoryChannel>,
+}
+
+/// A complete in-memory store. `fail_writes` makes every write fail with the given error,
+/// to test how actors handle an unavailable or uncertain store.
+#[derive(Default)]
+pub struct MemoryStore {
+    data: Mutex<MemoryData>,
+    fail_writes: Mutex<Option<StoreError>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn ports(self: &Arc<Self>) -> Ports {
+        Ports { channels: self.clone(), presence: Arc::new(MemoryPresence::default()), users: self.clone() }
+    }
+
+    pub fn add_user(&self, company_id: Uuid, username: &str) -> Uuid {
+        let user_id = Uuid::new_v4();
+        self.data.lock().unwrap().users.insert(user_id, (company_id, username.to_owned()));
+        user_id
+    }
+
+    pub fn add_channel(&self, company_id: Uuid, kind: ChannelKind, members: &[Uuid]) -> Uuid {
+        let channel_id = Uuid::new_v4();
+        let channel = MemoryChannel {
+            company_id,
+            kind,
+            members: members.to_vec(),
+            events: BTreeMap::new(),
+            messages: BTreeMap::new(),
+            cursors: HashMap::new(),
+            attachments: HashSet::new(),
+        };
+        self.data.lock().unwrap().channels.insert(channel_id, channel);
+        channel_id
+    }
+
+    pub fn add_attachment(&self, channel_id: Uuid) -> Uuid {
+        let attachment_id = Uuid::new_v4();
+        if let Some(channel) = self.data.lock().unwrap().channels.get_mut(&channel_id) {
+            channel.attachments.insert(attachment_id);
+        }
+        attachment_id
+    }
+
+    pub fn fail_writes(&self, error: Option<StoreError>) {
+        *self.fail_writes.lock().unwrap() = error;
+    }
+
+    /// The stored event log of a channel, in order.
+    pub fn events(&self, channel_id: Uuid) -> Vec<(ChannelSeq, ChannelEvent)> {
+        let data = self.data.lock().unwrap();
+        data.channels
+            .get(&channel_id)
+            .map(|c| c.events.iter().map(|(seq, e)| (*seq, e.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn members(&self, channel_id: Uuid) -> Vec<Uuid> {
+        self.data.lock().unwrap().channels.get(&channel_id).map(|c| c.members.clone()).unwrap_or_default()
+    }
+
+    fn check_write(&self) -> StoreResult<()> {
+        match self.fail_writes.lock().unwrap().clone() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+}
+
+fn claim_seq(channel: &MemoryChannel, seq: ChannelSeq) -> StoreResult<()> {
+    if channel.events.contains_key(&seq) {
+        return Err(StoreError::Conflict(format!("seq {seq} already taken")));
+    }
+    Ok(())
+}
+
+fn missing_channel() -> StoreError {
+    StoreError::Unknown("no such channel".to_owned())
+}
+
+#[async_trait]
+impl ChannelStore for MemoryStore {
+    async fn load_channel(&self, channel_id: Uuid) -> StoreResult<Option<ChannelSnapshot>> {
+        let data = self.data.lock().unwrap();
+        Ok(data.channels.get(&channel_id).map(|channel| ChannelSnapshot {
+            channel_id,
+            company_id: channel.company_id,
+            kind: channel.kind,
+            head_seq: channel.events.keys().next_back().copied().unwrap_or(0),
+            members: channel
+                .members
+                .iter()
+                .filter_map(|id| data.users.get(id).map(|(_, name)| Member { user_id: *id, username: name.clone() }))
+                .collect(),
+            read_cursors: channel.cursors.iter().map(|(user_id, seq)| ReadCursor { user_id: *user_id, seq: *seq }).collect(),
+        }))
+    }
+
+    async fn append_message(&self, seq: ChannelSeq, new: &NewMessage) -> StoreResult<AppendOutcome> {
+        self.check_write()?;
+        let mut data = self.data.lock().unwrap();
+        let channel = data.channels.get_mut(&new.message.channel_id).ok_or_else(missing_channel)?;
+        if let Some(earlier) = channel.messages.values().find(|m| m.client_msg_id == new.message.client_msg_id) {
+            return Ok(AppendOutcome::Duplicate(earlier.clone()));
+        }
+        claim_seq(channel, seq)?;
+        channel.messages.insert(new.message.id, new.message.clone());
+        channel.events.insert(seq, ChannelEvent::MessageNew { message: new.message.clone() });
+        Ok(AppendOutcome::Stored)
+    }
+
+    async fn apply(&self, channel_id: Uuid, seq: ChannelSeq, mutation: &Mutation, event: &ChannelEvent) -> StoreResult<bool> {
+        self.check_write()?;
+        let mut data = self.data.lock().unwrap();
+        let channel = data.channels.get_mut(&channel_id).ok_or_else(missing_channel)?;
+        claim_seq(channel, seq)?;
+        let changed = match mutation {
+            Mutation::EditMessage { message_id, body, mentions, at } => match channel.messages.get_mut(message_id) {
+                Some(message) => {
+                    message.body = body.clone();
+                    message.mentions = mentions.clone();
+                    message.edited_at = Some(*at);
+                    true
+                }
+                None => false,
+            },
+            Mutation::DeleteMessage { message_id, .. } => match channel.messages.get_mut(message_id) {
+                Some(message) if !message.deleted => {
+                    message.deleted = true;
+                    message.body.clear();
+                    true
+                }
+                _ => false,
+            },
+            Mutation::AddReaction { message_id, user_id, emoji } => {
+                let Some(message) = channel.messages.get_mut(message_id) else { return Ok(false) };
+                match message.reactions.iter_mut().find(|r| &r.emoji == emoji) {
+                    Some(reaction) if reaction.user_ids.contains(user_id) => false,
+                    Some(reaction) => {
+                        reaction.user_ids.push(*user_id);
+                        true
+                    }
+                    None => {
+                        message.reactions.push(crate::protocol::ReactionView {
+                            emoji: emoji.clone(),
+                            user_ids: vec![*user_id],
+                        });
+                        true
+                    }
+                }
+            }
+            Mutation::RemoveReaction { message_id, user_id, emoji } => {
+                let Some(message) = channel.messages.get_mut(message_id) else { return Ok(false) };
+                let before = message.reactions.iter().map(|r| r.user_ids.len()).sum::<usize>();
+                for reaction in &mut message.reactions {
+                    if &reaction.emoji == emoji {
+                        reaction.user_ids.retain(|u| u != user_id);
+                    }
+                }
+                message.reactions.retain(|r| !r.user_ids.is_empty());
+                before != message.reactions.iter().map(|r| r.user_ids.len()).sum::<usize>()
+            }
+            Mutation::AddMember { user_id } => {
+                if channel.members.contains(user_id) {
+                    false
+                } else {
+                    channel.members.push(*user_id);
+                    true
+                }
+            }
+            Mutation::RemoveMember { user_id } => {
+                let before = channel.members.len();
+                channel.members.retain(|member| member != user_id);
+                before != channel.members.len()
+            }
+        };
+        if changed {
+            channel.events.insert(seq, event.clone());
+        }
+        Ok(changed)
+    }
+
+    async fn message(&self, channel_id: Uuid, message_id: Uuid) -> StoreResult<Option<MessageView>> {
+        let data = self.data.lock().unwrap();
+        Ok(data.channels.get(&channel_id).and_then(|c| c.messages.get(&message_id).cloned()))
+    }
+
+    async fn set_read_cursor(&self, channel_id: Uuid, user_id: Uuid, seq: ChannelSeq) -> StoreResult<()> {
+        self.check_write()?;
+        let mut data = self.data.lock().unwrap();
+        let channel = data.channels.get_mut(&channel_id).ok_or_else(missing_channel)?;
+        let cursor = channel.cursors.entry(user_id).or_default();
+        *cursor = (*cursor).max(seq);
+        Ok(())
+    }
+
+    async fn events_after(&self, channel_id: Uuid, after: ChannelSeq, limit: u32) -> StoreResult<Vec<StoredEvent>> {
+        let data = self.data.lock().unwrap();
+        Ok(data
+            .channels
+            .get(&channel_id)
+            .map(|channel| {
+                channel
+                    .events
+                    .range(after + 1..)
+                    .take(limit as usize)
+                    .map(|(seq, event)| StoredEvent { seq: *seq, event: event.clone() })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn member_candidate(&self, company_id: Uuid, user_id: Uuid) -> StoreResult<Option<Member>> {
+        let data = self.data.lock().unwrap();
+        Ok(data
+            .users
+            .get(&user_id)
+            .filter(|(company, _)| *company == company_id)
+            .map(|(_, username)| Member { user_id, username: username.clone() }))
+    }
+
+    async fn attachments_belong(&self, channel_id: Uuid, attachment_ids: &[Uuid]) -> StoreResult<bool> {
+        let data = self.data.lock().unwrap();
+        Ok(data
+            .channels
+            .get(&channel_id)
+            .is_some_and(|channel| attachment_ids.iter().all(|id| channel.attachments.contains(id))))
+    }
+}
+
+#[async_trait]
+impl UserDirectory for MemoryStore {
+    async fn company_of(&self, user_id: Uuid) -> StoreResult<Option<Uuid>> {
+        Ok(self.data.lock().unwrap().users.get(&user_id).map(|(company, _)| *company))
+    }
+}

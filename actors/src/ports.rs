@@ -1,0 +1,158 @@
+//! The ports through which actors reach the outside world. `node/` implements them over
+//! sqlx and Redis; [`crate::memory`] implements them in memory for tests and the embedded default.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::protocol::{ChannelEvent, ChannelSeq, MessageView, PresenceStatus, ReadCursor, UnixMillis};
+
+/// Who asks: every request names the user and the company the user's token was issued for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Caller {
+    pub user_id: Uuid,
+    pub company_id: Uuid,
+}
+
+/// A failure of a port. `Unavailable` means the write certainly did not happen (connection
+/// refused, pool timed out before sending); `Unknown` means it may have been applied, so the
+/// owner of cached state must reload before trusting its cache again.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store outcome unknown: {0}")]
+    Unknown(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    Public,
+    Private,
+    Direct,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Public => "public",
+            ChannelKind::Private => "private",
+            ChannelKind::Direct => "dm",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "public" => Some(ChannelKind::Public),
+            "private" => Some(ChannelKind::Private),
+            "dm" => Some(ChannelKind::Direct),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub user_id: Uuid,
+    pub username: String,
+}
+
+/// What a channel actor loads when it starts.
+#[derive(Debug, Clone)]
+pub struct ChannelSnapshot {
+    pub channel_id: Uuid,
+    pub company_id: Uuid,
+    pub kind: ChannelKind,
+    pub head_seq: ChannelSeq,
+    pub members: Vec<Member>,
+    pub read_cursors: Vec<ReadCursor>,
+}
+
+/// A message to store together with its `message_new` event.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub message: MessageView,
+    pub company_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppendOutcome {
+    /// Stored with the sequence number the actor proposed.
+    Stored,
+    /// The `(channel_id, client_msg_id)` pair was already stored: here is the earlier message.
+    Duplicate(MessageView),
+}
+
+/// A change to durable channel state, stored atomically with the event that announces it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    EditMessage { message_id: Uuid, body: String, mentions: Vec<Uuid>, at: UnixMillis },
+    DeleteMessage { message_id: Uuid, at: UnixMillis },
+    AddReaction { message_id: Uuid, user_id: Uuid, emoji: String },
+    RemoveReaction { message_id: Uuid, user_id: Uuid, emoji: String },
+    AddMember { user_id: Uuid },
+    RemoveMember { user_id: Uuid },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub seq: ChannelSeq,
+    pub event: ChannelEvent,
+}
+
+/// Durable channel state. Every method that takes a `seq` writes the event row in the same
+/// transaction as the change, so the event log and the tables never disagree.
+#[async_trait]
+pub trait ChannelStore: Send + Sync + 'static {
+    /// `None` when the channel does not exist.
+    async fn load_channel(&self, channel_id: Uuid) -> StoreResult<Option<ChannelSnapshot>>;
+    async fn append_message(&self, seq: ChannelSeq, new: &NewMessage) -> StoreResult<AppendOutcome>;
+    /// Applies `mutation` and records `event` at `seq`. `Ok(false)` when the mutation changed
+    /// nothing (reaction already there, member already gone); then no event is recorded.
+    async fn apply(
+        &self,
+        channel_id: Uuid,
+        seq: ChannelSeq,
+        mutation: &Mutation,
+        event: &ChannelEvent,
+    ) -> StoreResult<bool>;
+    async fn message(&self, channel_id: Uuid, message_id: Uuid) -> StoreResult<Option<MessageView>>;
+    async fn set_read_cursor(&self, channel_id: Uuid, user_id: Uuid, seq: ChannelSeq) -> StoreResult<()>;
+    /// Events with `seq > after`, oldest first, at most `limit`.
+    async fn events_after(&self, channel_id: Uuid, after: ChannelSeq, limit: u32) -> StoreResult<Vec<StoredEvent>>;
+    /// The user's id and username if the user exists in `company_id`.
+    async fn member_candidate(&self, company_id: Uuid, user_id: Uuid) -> StoreResult<Option<Member>>;
+    /// Whether all `attachment_ids` were uploaded to `channel_id`.
+    async fn attachments_belong(&self, channel_id: Uuid, attachment_ids: &[Uuid]) -> StoreResult<bool>;
+}
+
+/// A user's last known presence, kept where it outlives the user actor (Redis in a cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceRecord {
+    pub status: PresenceStatus,
+    pub last_seen: Option<UnixMillis>,
+}
+
+#[async_trait]
+pub trait PresenceStore: Send + Sync + 'static {
+    async fn load(&self, user_id: Uuid) -> StoreResult<Option<PresenceRecord>>;
+    async fn save(&self, user_id: Uuid, record: PresenceRecord) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait UserDirectory: Send + Sync + 'static {
+    /// The company of the user, `None` if there is no such user.
+    async fn company_of(&self, user_id: Uuid) -> StoreResult<Option<Uuid>>;
+}
+
+/// What the actors need from the outside world, shared by all of them.
+#[derive(Clone)]
+pub struct Ports {
+    pub channels: Arc<dyn ChannelStore>,
+    pub presence: Arc<dyn PresenceStore>,
+    pub users: Arc<dyn UserDirectory>,
+}

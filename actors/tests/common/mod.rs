@@ -1,0 +1,168 @@
+//! Test harness for actor tests: an in-memory store, a directory, probe sinks and sessions
+//! whose socket side the test reads.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::channel::{ChannelMsg, Reply};
+use actors::memory::MemoryStore;
+use actors::ports::{Caller, ChannelKind};
+use actors::protocol::RequestError;
+use actors::session::{session_io, Delivery, SessionActor, SessionArgs, SessionConfig, SessionMsg, SessionSink, SocketIo};
+use actors::{Directory, DirectoryConfig};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct Harness {
+    pub store: Arc<MemoryStore>,
+    pub directory: Directory,
+    pub company: Uuid,
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        Self::with_config(DirectoryConfig::default()).await
+    }
+
+    pub async fn with_config(config: DirectoryConfig) -> Self {
+        let store = MemoryStore::new();
+        let directory = Directory::start(store.ports(), config).await.unwrap();
+        Self { store, directory, company: Uuid::new_v4() }
+    }
+
+    pub fn user(&self, name: &str) -> Caller {
+        Caller { user_id: self.store.add_user(self.company, name), company_id: self.company }
+    }
+
+    pub fn channel(&self, kind: ChannelKind, members: &[Caller]) -> Uuid {
+        let ids: Vec<Uuid> = members.iter().map(|m| m.user_id).collect();
+        self.store.add_channel(self.company, kind, &ids)
+    }
+
+    pub async fn ask<T: Send + 'static>(
+        &self,
+        channel_id: Uuid,
+        build: impl FnOnce(Reply<T>) -> ChannelMsg,
+    ) -> Result<T, RequestError> {
+        self.directory.ask_channel(channel_id, WAIT, build).await
+    }
+
+    pub async fn connect(&self, caller: Caller) -> TestSession {
+        self.connect_with(caller, 256, SessionConfig::default()).await
+    }
+
+    pub async fn connect_with(&self, caller: Caller, queue: usize, config: SessionConfig) -> TestSession {
+        let (io, socket) = session_io(queue);
+        let args = SessionArgs {
+            session_id: Uuid::new_v4(),
+            caller,
+            node_id: "test-node".to_owned(),
+            directory: self.directory.clone(),
+            io,
+            config,
+        };
+        let (actor, _) = Actor::spawn(None, SessionActor, args).await.unwrap();
+        let mut session = TestSession { actor, socket };
+        let hello = session.next().await;
+        assert_eq!(hello["type"], "hello");
+        session
+    }
+}
+
+pub struct TestSession {
+    pub actor: ActorRef<SessionMsg>,
+    pub socket: SocketIo,
+}
+
+impl TestSession {
+    pub fn send(&self, frame: Value) {
+        self.actor.cast(SessionMsg::Inbound(frame.to_string())).unwrap();
+    }
+
+    pub fn send_text(&self, text: &str) {
+        self.actor.cast(SessionMsg::Inbound(text.to_owned())).unwrap();
+    }
+
+    pub async fn next(&mut self) -> Value {
+        let text = tokio::time::timeout(WAIT, self.socket.outbound.recv())
+            .await
+            .expect("a frame within the wait")
+            .expect("session still open");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Sends a request with id `rid` and returns its `ok`/`error` answer, collecting what came before.
+    pub async fn request(&mut self, rid: &str, mut frame: Value) -> (Value, Vec<Value>) {
+        frame["id"] = Value::from(rid);
+        self.send(frame);
+        let mut before = Vec::new();
+        loop {
+            let frame = self.next().await;
+            if frame["id"] == rid {
+                return (frame, before);
+            }
+            before.push(frame);
+        }
+    }
+
+    /// The next frame of the given type, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    pub fn stop(&self) {
+        self.actor.stop(None);
+    }
+}
+
+/// A stand-in for a session that records what it is sent.
+struct ProbeActor;
+
+impl Actor for ProbeActor {
+    type Msg = SessionMsg;
+    type State = mpsc::UnboundedSender<Delivery>;
+    type Arguments = mpsc::UnboundedSender<Delivery>;
+
+    async fn pre_start(&self, _: ActorRef<SessionMsg>, tx: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+        Ok(tx)
+    }
+
+    async fn handle(&self, _: ActorRef<SessionMsg>, msg: SessionMsg, tx: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        if let SessionMsg::Deliver(delivery) = msg {
+            tx.send(delivery).ok();
+        }
+        Ok(())
+    }
+}
+
+pub struct Probe {
+    pub sink: SessionSink,
+    rx: mpsc::UnboundedReceiver<Delivery>,
+}
+
+impl Probe {
+    pub async fn new(user_id: Uuid) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (actor, _) = Actor::spawn(None, ProbeActor, tx).await.unwrap();
+        Self { sink: SessionSink { session_id: Uuid::new_v4(), user_id, actor }, rx }
+    }
+
+    pub async fn next(&mut self) -> (Option<i64>, Value) {
+        let delivery = tokio::time::timeout(WAIT, self.rx.recv()).await.expect("a delivery").expect("probe open");
+        (delivery.seq, serde_json::from_str(&delivery.text).unwrap())
+    }
+
+    pub fn try_next(&mut self) -> Option<Value> {
+        self.rx.try_recv().ok().map(|d| serde_json::from_str(&d.text).unwrap())
+    }
+}
