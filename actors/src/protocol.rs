@@ -273,7 +273,11 @@ pub enum ServerFrame {
         heartbeat_interval_ms: u64,
         idle_timeout_ms: u64,
     },
-    Pong,
+    /// The answer to `ping`, with its request id if it had one.
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        id: Option<String>,
+    },
     Ok {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<String>,

@@ -302,7 +302,7 @@ fn ok_frame(id: Option<String>, result: impl Serialize) -> ServerFrame {
 async fn on_frame(myself: &ActorRef<SessionMsg>, state: &mut SessionState, id: Option<String>, frame: ClientFrame) {
     let caller = state.caller;
     match frame {
-        ClientFrame::Ping => state.send_frame(myself, &ServerFrame::Pong),
+        ClientFrame::Ping => state.send_frame(myself, &ServerFrame::Pong { id }),
         ClientFrame::Subscribe { channel_id, last_seq } => {
             let frame = match subscribe(myself, state, channel_id, last_seq).await {
                 Ok(answer) => ok_frame(id, answer),
