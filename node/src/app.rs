@@ -1,0 +1,184 @@
+//! Wiring: the shared state, the router, and a node's life from start to graceful stop.
+//!
+//! # Shutdown order
+//! One signal (`Node::shutdown`, fired by ctrl-c or SIGTERM in `main`) is fanned out to
+//! every task: the listener stops accepting, every socket gets close code 1012 ("restart,
+//! reconnect elsewhere") and its session stops, then — once sockets are gone or the grace
+//! period ran out — the actors stop and the database pool closes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::channel::ChannelConfig;
+use actors::memory::MemoryPresence;
+use actors::ports::{PresenceStore, Ports};
+use actors::{Directory, DirectoryConfig};
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, patch, post, put};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::trace::TraceLayer;
+use tracing::{info, warn};
+
+use crate::auth::Tokens;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::http::{accounts, channels, files, ops};
+use crate::metrics::Metrics;
+use crate::presence::RedisPresence;
+use crate::store::Db;
+use crate::ws;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub redis: Option<RedisPresence>,
+    pub directory: Directory,
+    pub tokens: Arc<Tokens>,
+    pub metrics: Arc<Metrics>,
+    /// One permit per open WebSocket.
+    pub connections: Arc<Semaphore>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    pub fn open_sockets(&self) -> usize {
+        self.config.max_connections - self.connections.available_permits()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let upload_limit = state.config.max_upload_bytes + 64 * 1024;
+    let api = Router::new()
+        .route("/companies", post(accounts::create_company))
+        .route("/auth/login", post(accounts::login))
+        .route("/auth/refresh", post(accounts::refresh))
+        .route("/me", get(accounts::me))
+        .route("/users", get(accounts::list_users).post(accounts::create_user))
+        .route("/users/{user_id}", get(accounts::get_user))
+        .route("/devices", get(accounts::list_devices).post(accounts::register_device))
+        .route("/devices/{token}", axum::routing::delete(accounts::delete_device))
+        .route("/channels", get(channels::list).post(channels::create))
+        .route("/channels/{channel_id}", get(channels::get_one))
+        .route("/channels/{channel_id}/join", post(channels::join))
+        .route("/channels/{channel_id}/leave", post(channels::leave))
+        .route("/channels/{channel_id}/members", get(channels::members).post(channels::add_member))
+        .route("/channels/{channel_id}/messages", get(channels::history).post(channels::send))
+        .route("/channels/{channel_id}/messages/{message_id}", patch(channels::edit).delete(channels::delete))
+        .route("/channels/{channel_id}/messages/{message_id}/thread", get(channels::thread))
+        .route(
+            "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}",
+            put(channels::react).delete(channels::unreact),
+        )
+        .route("/channels/{channel_id}/read", post(channels::read))
+        .route("/dms", post(channels::open_dm))
+        .route("/files", post(files::upload).layer(DefaultBodyLimit::max(upload_limit)))
+        .route("/files/{file_id}", get(files::download));
+    Router::new()
+        .nest("/v1", api)
+        .route("/ws", get(ws::upgrade))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
+        .layer(CorsLayer::new().allow_origin(Any).allow_methods(Any).allow_headers(Any))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A running node.
+pub struct Node {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Node {
+    pub async fn start(config: Config) -> anyhow::Result<Node> {
+        let db = Db::open(&config.database_url, config.database_max_connections).await.context("opening the database")?;
+        let redis = match &config.redis_url {
+            Some(url) => Some(RedisPresence::connect(url).await.context("connecting to redis")?),
+            None => None,
+        };
+        let presence: Arc<dyn PresenceStore> = match &redis {
+            Some(redis) => Arc::new(redis.clone()),
+            None => Arc::new(MemoryPresence::default()),
+        };
+        let ports = Ports { channels: Arc::new(db.clone()), presence, users: Arc::new(db.clone()) };
+        let directory_config = DirectoryConfig {
+            channel: ChannelConfig { typing_ttl: config.typing_ttl, ..ChannelConfig::default() },
+            ..DirectoryConfig::default()
+        };
+        let directory = Directory::start(ports, directory_config).await.context("starting the actor directory")?;
+        let listener = TcpListener::bind(config.bind_addr).await.with_context(|| format!("binding {}", config.bind_addr))?;
+        let addr = listener.local_addr()?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let state = AppState {
+            tokens: Arc::new(Tokens::new(&config.jwt_secret, config.access_token_ttl, config.refresh_token_ttl)),
+            connections: Arc::new(Semaphore::new(config.max_connections)),
+            config: Arc::new(config),
+            db,
+            redis,
+            directory,
+            metrics: Arc::new(Metrics::new()),
+            shutdown: shutdown_rx,
+        };
+        let app = router(state.clone());
+        let serve_state = state.clone();
+        let task = tokio::spawn(async move {
+            let mut stop = serve_state.shutdown.clone();
+            let served = axum::serve(listener, app.into_make_service())
+                .with_graceful_shutdown(async move {
+                    if stop.wait_for(|stopping| *stopping).await.is_err() {
+                        warn!("shutdown sender dropped");
+                    }
+                })
+                .await;
+            if let Err(err) = served {
+                warn!(error = %err, "http server ended with an error");
+            }
+            drain(&serve_state).await;
+        });
+        info!(%addr, node_id = %state.config.node_id, "node listening");
+        Ok(Node { addr, state, shutdown: shutdown_tx, task })
+    }
+
+    /// Stops gracefully: sockets are told to reconnect, actors stop, the pool closes.
+    pub async fn shutdown(self) {
+        self.shutdown.send_replace(true);
+        if let Err(err) = self.task.await {
+            warn!(error = %err, "server task failed");
+        }
+    }
+
+    /// Waits until the server ends (it ends only after `shutdown`).
+    pub async fn wait(&mut self) {
+        if let Err(err) = (&mut self.task).await {
+            warn!(error = %err, "server task failed");
+        }
+    }
+}
+
+/// Waits for sockets to close, up to the grace period, then stops actors and the pool.
+async fn drain(state: &AppState) {
+    let deadline = tokio::time::Instant::now() + state.config.shutdown_grace;
+    while state.open_sockets() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = state.open_sockets();
+    if left > 0 {
+        warn!(left, "sockets still open after the grace period");
+    }
+    state.directory.shutdown().await;
+    state.db.close().await;
+    info!("node stopped");
+}

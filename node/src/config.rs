@@ -1,0 +1,185 @@
+//! Configuration from the environment, with defaults for a single node on SQLite.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything a node is configured with. `Debug` masks the secrets.
+#[derive(Clone)]
+pub struct Config {
+    /// Where HTTP and WebSocket clients connect (`BIND_ADDR`, default `0.0.0.0:8000`).
+    pub bind_addr: SocketAddr,
+    /// This node's name in logs and `hello` frames (`NODE_ID`, default the bind address).
+    pub node_id: String,
+    /// `sqlite://…` (default `sqlite://./data/lark.db`) or `postgres://…` (`DATABASE_URL`).
+    pub database_url: String,
+    pub database_max_connections: u32,
+    /// Shared ephemeral state (`REDIS_URL`); `None` keeps it in memory (single node only).
+    pub redis_url: Option<String>,
+    /// HS256 secret for access and refresh tokens (`JWT_SECRET`).
+    pub jwt_secret: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// Largest JSON request body (`MAX_JSON_BYTES`, default 1 MiB).
+    pub max_json_bytes: usize,
+    /// Largest uploaded file (`MAX_UPLOAD_BYTES`, default 10 MiB).
+    pub max_upload_bytes: usize,
+    /// Largest WebSocket message the server reads at all; bigger ones close the socket with 1009.
+    pub max_ws_message_bytes: usize,
+    /// Most concurrent WebSocket connections (`MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// Frames queued for one slow client before it is disconnected (`OUTBOUND_QUEUE`).
+    pub outbound_queue: usize,
+    pub heartbeat_interval: Duration,
+    pub idle_timeout: Duration,
+    pub typing_ttl: Duration,
+    /// Frames per second and burst a connection may send (`WS_RATE_PER_SEC`, `WS_RATE_BURST`).
+    pub ws_rate_per_sec: f64,
+    pub ws_rate_burst: f64,
+    /// Bearer token required on `/metrics` (`METRICS_TOKEN`); unset leaves it open.
+    pub metrics_token: Option<String>,
+    /// `json` for production logs, anything else for human-readable ones (`LOG_FORMAT`).
+    pub log_json: bool,
+    /// How long shutdown waits for sockets to close (`SHUTDOWN_GRACE_MS`).
+    pub shutdown_grace: Duration,
+}
+
+pub const DEV_JWT_SECRET: &str = "dev-only-secret-change-me";
+
+#[derive(Debug, thiserror::Error)]
+#[error("bad value for {name}: {value:?} ({reason})")]
+pub struct ConfigError {
+    name: &'static str,
+    value: String,
+    reason: String,
+}
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|err: T::Err| ConfigError { name, value, reason: err.to_string() }),
+    }
+}
+
+fn millis(name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
+    parsed(name, default_ms).map(Duration::from_millis)
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let bind_addr: SocketAddr = parsed("BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?;
+        Ok(Self {
+            bind_addr,
+            node_id: var("NODE_ID").unwrap_or_else(|| format!("node-{}", bind_addr.port())),
+            database_url: var("DATABASE_URL").unwrap_or_else(|| "sqlite://./data/lark.db".to_owned()),
+            database_max_connections: parsed("DATABASE_MAX_CONNECTIONS", 16)?,
+            redis_url: var("REDIS_URL"),
+            jwt_secret: var("JWT_SECRET").unwrap_or_else(|| DEV_JWT_SECRET.to_owned()),
+            access_token_ttl: Duration::from_secs(parsed("ACCESS_TOKEN_TTL_SECS", 15 * 60)?),
+            refresh_token_ttl: Duration::from_secs(parsed("REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?),
+            max_json_bytes: parsed("MAX_JSON_BYTES", 1024 * 1024)?,
+            max_upload_bytes: parsed("MAX_UPLOAD_BYTES", 10 * 1024 * 1024)?,
+            max_ws_message_bytes: parsed("MAX_WS_MESSAGE_BYTES", 1024 * 1024)?,
+            max_connections: parsed("MAX_CONNECTIONS", 50_000)?,
+            outbound_queue: parsed("OUTBOUND_QUEUE", 512)?,
+            heartbeat_interval: millis("HEARTBEAT_INTERVAL_MS", 15_000)?,
+            idle_timeout: millis("IDLE_TIMEOUT_MS", 45_000)?,
+            typing_ttl: millis("TYPING_TTL_MS", 5_000)?,
+            ws_rate_per_sec: parsed("WS_RATE_PER_SEC", 50.0)?,
+            ws_rate_burst: parsed("WS_RATE_BURST", 100.0)?,
+            metrics_token: var("METRICS_TOKEN"),
+            log_json: var("LOG_FORMAT").is_some_and(|format| format.eq_ignore_ascii_case("json")),
+            shutdown_grace: millis("SHUTDOWN_GRACE_MS", 5_000)?,
+        })
+    }
+
+    /// A configuration for tests: port 0 on loopback, the given database, short timers.
+    pub fn for_tests(database_url: &str) -> Self {
+        Self {
+            bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            node_id: "test-node".to_owned(),
+            database_url: database_url.to_owned(),
+            database_max_connections: 8,
+            redis_url: None,
+            jwt_secret: "test-secret".to_owned(),
+            access_token_ttl: Duration::from_secs(600),
+            refresh_token_ttl: Duration::from_secs(3600),
+            max_json_bytes: 64 * 1024,
+            max_upload_bytes: 256 * 1024,
+            max_ws_message_bytes: 256 * 1024,
+            max_connections: 1000,
+            outbound_queue: 256,
+            heartbeat_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            typing_ttl: Duration::from_secs(5),
+            ws_rate_per_sec: 200.0,
+            ws_rate_burst: 400.0,
+            metrics_token: None,
+            log_json: false,
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Hides the password part of a URL.
+fn mask_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &credentials[..colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("bind_addr", &self.bind_addr)
+            .field("node_id", &self.node_id)
+            .field("database_url", &mask_url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("redis_url", &self.redis_url.as_deref().map(mask_url))
+            .field("jwt_secret", &"***")
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .field("max_json_bytes", &self.max_json_bytes)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("max_ws_message_bytes", &self.max_ws_message_bytes)
+            .field("max_connections", &self.max_connections)
+            .field("outbound_queue", &self.outbound_queue)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("typing_ttl", &self.typing_ttl)
+            .field("ws_rate_per_sec", &self.ws_rate_per_sec)
+            .field("ws_rate_burst", &self.ws_rate_burst)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
+            .field("log_json", &self.log_json)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_in_debug_output() {
+        let mut config = Config::for_tests("postgres://lark:hunter2@db:5432/lark");
+        config.redis_url = Some("redis://:s3cret@cache:6379".to_owned());
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2") && !printed.contains("s3cret") && !printed.contains("test-secret"));
+        assert!(printed.contains("postgres://lark:***@db:5432/lark"));
+    }
+}

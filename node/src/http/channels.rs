@@ -1,0 +1,281 @@
+//! Channels, direct messages, members, messages, threads, reactions and read receipts.
+//! Every change goes through the channel's actor, so HTTP and WebSocket clients see one order.
+
+use std::time::Duration;
+
+use actors::channel::{ChannelMsg, MessageDraft, Reply};
+use actors::ports::{ChannelKind, StoreError};
+use actors::protocol::{ChannelSeq, RequestError};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::check_text;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::store::{ChannelRow, HistoryQuery};
+
+const ACTOR_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn ask<T: Send + 'static>(
+    state: &AppState,
+    channel_id: Uuid,
+    build: impl FnOnce(Reply<T>) -> ChannelMsg,
+) -> Result<T, RequestError> {
+    state.directory.ask_channel(channel_id, ACTOR_TIMEOUT, build).await
+}
+
+/// The channel if the caller may see it: a member, or any user of the company for a public one.
+async fn visible_channel(state: &AppState, auth: &AuthUser, channel_id: Uuid) -> ApiResult<ChannelRow> {
+    let channel = state.db.channel(auth.caller.company_id, channel_id).await?.ok_or_else(|| ApiError::not_found("channel"))?;
+    if channel.kind == ChannelKind::Public.as_str() || state.db.is_member(channel_id, auth.caller.user_id).await? {
+        Ok(channel)
+    } else {
+        Err(ApiError::not_found("channel"))
+    }
+}
+
+/// The channel if the caller is a member; other tenants' and hidden channels are `not_found`.
+async fn member_channel(state: &AppState, auth: &AuthUser, channel_id: Uuid) -> ApiResult<ChannelRow> {
+    let channel = visible_channel(state, auth, channel_id).await?;
+    if state.db.is_member(channel_id, auth.caller.user_id).await? {
+        Ok(channel)
+    } else {
+        Err(ApiError::new(actors::protocol::ErrorCode::NotMember, "not a member of this channel"))
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NewChannelBody {
+    pub name: String,
+    #[serde(default)]
+    pub private: bool,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<NewChannelBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    check_text("name", &body.name, 80)?;
+    let kind = if body.private { ChannelKind::Private } else { ChannelKind::Public };
+    let caller = auth.caller;
+    let channel = state.db.create_channel(caller.company_id, kind, body.name.trim(), caller.user_id, &[caller.user_id], None).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "channel": channel }))))
+}
+
+pub async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Value>> {
+    let channels = state.db.visible_channels(auth.caller.company_id, auth.caller.user_id).await?;
+    let channels: Vec<Value> =
+        channels.into_iter().map(|(channel, is_member)| json!({ "channel": channel, "is_member": is_member })).collect();
+    Ok(Json(json!({ "channels": channels })))
+}
+
+pub async fn get_one(State(state): State<AppState>, auth: AuthUser, ApiPath(channel_id): ApiPath<Uuid>) -> ApiResult<Json<Value>> {
+    let channel = visible_channel(&state, &auth, channel_id).await?;
+    let is_member = state.db.is_member(channel_id, auth.caller.user_id).await?;
+    Ok(Json(json!({ "channel": channel, "is_member": is_member })))
+}
+
+pub async fn join(State(state): State<AppState>, auth: AuthUser, ApiPath(channel_id): ApiPath<Uuid>) -> ApiResult<Json<Value>> {
+    let caller = auth.caller;
+    let seq = ask(&state, channel_id, |reply| ChannelMsg::Join { caller, reply }).await?;
+    Ok(Json(json!({ "joined": seq.is_some(), "seq": seq })))
+}
+
+pub async fn leave(State(state): State<AppState>, auth: AuthUser, ApiPath(channel_id): ApiPath<Uuid>) -> ApiResult<Json<Value>> {
+    let caller = auth.caller;
+    let seq = ask(&state, channel_id, |reply| ChannelMsg::Leave { caller, reply }).await?;
+    Ok(Json(json!({ "left": seq.is_some(), "seq": seq })))
+}
+
+pub async fn members(State(state): State<AppState>, auth: AuthUser, ApiPath(channel_id): ApiPath<Uuid>) -> ApiResult<Json<Value>> {
+    visible_channel(&state, &auth, channel_id).await?;
+    let members: Vec<Value> = state
+        .db
+        .members(channel_id)
+        .await?
+        .into_iter()
+        .map(|member| json!({ "user_id": member.user_id, "username": member.username }))
+        .collect();
+    Ok(Json(json!({ "members": members })))
+}
+
+#[derive(Deserialize)]
+pub struct AddMemberBody {
+    pub user_id: Uuid,
+}
+
+pub async fn add_member(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(channel_id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<AddMemberBody>,
+) -> ApiResult<Json<Value>> {
+    let caller = auth.caller;
+    let user_id = body.user_id;
+    let seq = ask(&state, channel_id, |reply| ChannelMsg::AddMember { caller, user_id, reply }).await?;
+    Ok(Json(json!({ "added": seq.is_some(), "seq": seq })))
+}
+
+#[derive(Deserialize)]
+pub struct OpenDmBody {
+    pub user_id: Uuid,
+}
+
+/// `POST /v1/dms`: the direct-message channel between the caller and another user of the
+/// same company, created on first use.
+pub async fn open_dm(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<OpenDmBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let caller = auth.caller;
+    if body.user_id == caller.user_id {
+        return Err(ApiError::invalid("a direct message needs another user"));
+    }
+    state.db.user(caller.company_id, body.user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let mut pair = [caller.user_id, body.user_id];
+    pair.sort();
+    let dm_key = format!("{}:{}", pair[0], pair[1]);
+    if let Some(channel) = state.db.dm_channel(caller.company_id, &dm_key).await? {
+        return Ok((StatusCode::OK, Json(json!({ "channel": channel }))));
+    }
+    match state.db.create_channel(caller.company_id, ChannelKind::Direct, "dm", caller.user_id, &pair, Some(&dm_key)).await {
+        Ok(channel) => Ok((StatusCode::CREATED, Json(json!({ "channel": channel })))),
+        // Both sides opened it at once: the other request created it.
+        Err(StoreError::Conflict(_)) => {
+            let channel = state.db.dm_channel(caller.company_id, &dm_key).await?.ok_or_else(|| ApiError::not_found("channel"))?;
+            Ok((StatusCode::OK, Json(json!({ "channel": channel }))))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SendBody {
+    pub client_msg_id: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub parent_id: Option<Uuid>,
+    #[serde(default)]
+    pub attachment_ids: Vec<Uuid>,
+}
+
+/// `POST /v1/channels/{id}/messages`: acknowledged once stored; idempotent by `client_msg_id`.
+pub async fn send(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(channel_id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<SendBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let caller = auth.caller;
+    let draft = MessageDraft {
+        client_msg_id: body.client_msg_id,
+        body: body.body,
+        parent_id: body.parent_id,
+        attachment_ids: body.attachment_ids,
+    };
+    let message = ask(&state, channel_id, |reply| ChannelMsg::Send { caller, draft, reply }).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "message": message }))))
+}
+
+#[derive(Deserialize)]
+pub struct HistoryParams {
+    pub before: Option<ChannelSeq>,
+    pub after: Option<ChannelSeq>,
+    pub limit: Option<i64>,
+}
+
+/// `GET /v1/channels/{id}/messages?before=&after=&limit=`: a page in seq order.
+pub async fn history(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(channel_id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<HistoryParams>,
+) -> ApiResult<Json<Value>> {
+    member_channel(&state, &auth, channel_id).await?;
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::invalid("limit must be 1 to 200"));
+    }
+    let query = HistoryQuery { before: params.before, after: params.after, limit };
+    let messages = state.db.history(channel_id, query).await?;
+    let has_more = messages.len() as i64 == limit;
+    Ok(Json(json!({ "messages": messages, "has_more": has_more })))
+}
+
+pub async fn thread(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((channel_id, message_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<Value>> {
+    member_channel(&state, &auth, channel_id).await?;
+    let messages = state.db.thread(channel_id, message_id).await?;
+    if messages.first().map(|root| root.id) != Some(message_id) {
+        return Err(ApiError::not_found("message"));
+    }
+    Ok(Json(json!({ "root": messages[0], "replies": &messages[1..] })))
+}
+
+#[derive(Deserialize)]
+pub struct EditBody {
+    pub body: String,
+}
+
+pub async fn edit(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((channel_id, message_id)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<EditBody>,
+) -> ApiResult<Json<Value>> {
+    let caller = auth.caller;
+    let seq = ask(&state, channel_id, |reply| ChannelMsg::Edit { caller, message_id, body: body.body, reply }).await?;
+    Ok(Json(json!({ "seq": seq })))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((channel_id, message_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<Value>> {
+    let caller = auth.caller;
+    let seq = ask(&state, channel_id, |reply| ChannelMsg::Delete { caller, message_id, reply }).await?;
+    Ok(Json(json!({ "seq": seq })))
+}
+
+async fn set_reaction(state: &AppState, auth: &AuthUser, path: (Uuid, Uuid, String), add: bool) -> ApiResult<Json<Value>> {
+    let (channel_id, message_id, emoji) = path;
+    let caller = auth.caller;
+    let seq = ask(state, channel_id, |reply| ChannelMsg::React { caller, message_id, emoji, add, reply }).await?;
+    Ok(Json(json!({ "changed": seq.is_some(), "seq": seq })))
+}
+
+pub async fn react(State(state): State<AppState>, auth: AuthUser, ApiPath(path): ApiPath<(Uuid, Uuid, String)>) -> ApiResult<Json<Value>> {
+    set_reaction(&state, &auth, path, true).await
+}
+
+pub async fn unreact(State(state): State<AppState>, auth: AuthUser, ApiPath(path): ApiPath<(Uuid, Uuid, String)>) -> ApiResult<Json<Value>> {
+    set_reaction(&state, &auth, path, false).await
+}
+
+#[derive(Deserialize)]
+pub struct ReadBody {
+    pub seq: ChannelSeq,
+}
+
+pub async fn read(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(channel_id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<ReadBody>,
+) -> ApiResult<Json<Value>> {
+    let caller = auth.caller;
+    let seq = ask(&state, channel_id, |reply| ChannelMsg::Read { caller, seq: body.seq, reply }).await?;
+    Ok(Json(json!({ "read_seq": seq })))
+}

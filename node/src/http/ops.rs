@@ -1,0 +1,44 @@
+//! Operational endpoints: liveness, readiness and metrics. These are the only routes without
+//! a user token: probes and scrapers hold none. `/metrics` takes `METRICS_TOKEN` when set.
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::auth::bearer;
+use crate::error::ApiError;
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when the database (and Redis, if configured) answer and the node is not stopping.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let stopping = *state.shutdown.borrow();
+    let database = state.db.ping().await.is_ok();
+    let redis = match &state.redis {
+        Some(redis) => Some(redis.ping().await.is_ok()),
+        None => None,
+    };
+    let ready = !stopping && database && redis.unwrap_or(true);
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({ "ready": ready, "stopping": stopping, "database": database, "redis": redis, "node_id": state.config.node_id });
+    (status, Json(body)).into_response()
+}
+
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(expected) = &state.config.metrics_token {
+        if bearer(&headers) != Some(expected.as_str()) {
+            return Err(ApiError::unauthorized("metrics need the metrics token"));
+        }
+    }
+    let stats = state.directory.stats();
+    state.metrics.channel_actors.set(stats.channels as i64);
+    state.metrics.user_actors.set(stats.users as i64);
+    let text = state.metrics.render();
+    Ok(([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
+}

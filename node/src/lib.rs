@@ -1,0 +1,39 @@
+//! The server: configuration, the axum HTTP and WebSocket edge, auth, storage, wiring.
+//!
+//! # Layout
+//! - [`config`]: environment configuration with defaults; secrets masked when printed.
+//! - [`app`]: shared state, the router, a node's start and graceful stop.
+//! - [`auth`]: argon2 password hashes and HS256 JWTs; the `AuthUser` extractor.
+//! - [`error`]: `ApiError`, the one error type of the HTTP API, and extractors that use it.
+//! - [`http`]: HTTP handlers by resource.
+//! - [`ws`]: the WebSocket edge that pumps frames between sockets and `SessionActor`s.
+//! - [`store`]: sqlx storage (SQLite or Postgres) implementing the actors' ports.
+//! - [`presence`]: Redis presence store for clusters.
+//! - [`metrics`]: Prometheus metrics.
+//!
+//! **Architecture invariant:** handlers never change channel state in the database directly;
+//! every change goes through the channel's actor (reads may go to the database).
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod presence;
+pub mod store;
+pub mod ws;
+
+pub use app::Node;
+pub use config::Config;
+
+/// Sets up `tracing`: JSON lines when `json`, human-readable otherwise; `RUST_LOG` filters.
+pub fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
+    if result.is_err() {
+        eprintln!("tracing was already initialised");
+    }
+}
