@@ -42,19 +42,65 @@ pub struct SubscribeAnswer {
 }
 
 pub enum ChannelMsg {
-    Subscribe { caller: Caller, sink: SessionSink, reply: Reply<SubscribeAnswer> },
-    Unsubscribe { session_id: Uuid },
-    Send { caller: Caller, draft: MessageDraft, reply: Reply<MessageView> },
-    Edit { caller: Caller, message_id: Uuid, body: String, reply: Reply<ChannelSeq> },
-    Delete { caller: Caller, message_id: Uuid, reply: Reply<ChannelSeq> },
-    React { caller: Caller, message_id: Uuid, emoji: String, add: bool, reply: Reply<Option<ChannelSeq>> },
-    Read { caller: Caller, seq: ChannelSeq, reply: Reply<ChannelSeq> },
-    Typing { caller: Caller, active: bool, reply: Reply<()> },
-    Join { caller: Caller, reply: Reply<Option<ChannelSeq>> },
-    AddMember { caller: Caller, user_id: Uuid, reply: Reply<Option<ChannelSeq>> },
-    Leave { caller: Caller, reply: Reply<Option<ChannelSeq>> },
+    Subscribe {
+        caller: Caller,
+        sink: SessionSink,
+        reply: Reply<SubscribeAnswer>,
+    },
+    Unsubscribe {
+        session_id: Uuid,
+    },
+    Send {
+        caller: Caller,
+        draft: MessageDraft,
+        reply: Reply<MessageView>,
+    },
+    Edit {
+        caller: Caller,
+        message_id: Uuid,
+        body: String,
+        reply: Reply<ChannelSeq>,
+    },
+    Delete {
+        caller: Caller,
+        message_id: Uuid,
+        reply: Reply<ChannelSeq>,
+    },
+    React {
+        caller: Caller,
+        message_id: Uuid,
+        emoji: String,
+        add: bool,
+        reply: Reply<Option<ChannelSeq>>,
+    },
+    Read {
+        caller: Caller,
+        seq: ChannelSeq,
+        reply: Reply<ChannelSeq>,
+    },
+    Typing {
+        caller: Caller,
+        active: bool,
+        reply: Reply<()>,
+    },
+    Join {
+        caller: Caller,
+        reply: Reply<Option<ChannelSeq>>,
+    },
+    AddMember {
+        caller: Caller,
+        user_id: Uuid,
+        reply: Reply<Option<ChannelSeq>>,
+    },
+    Leave {
+        caller: Caller,
+        reply: Reply<Option<ChannelSeq>>,
+    },
     /// Ends a typing indicator nobody refreshed; `generation` guards against a newer refresh.
-    ExpireTyping { user_id: Uuid, generation: u64 },
+    ExpireTyping {
+        user_id: Uuid,
+        generation: u64,
+    },
     IdleCheck,
 }
 
@@ -181,10 +227,7 @@ fn validate_draft(draft: &MessageDraft) -> Result<(), RequestError> {
         return Err(RequestError::invalid("a message needs a body or an attachment"));
     }
     if draft.body.len() > MAX_BODY_BYTES {
-        return Err(RequestError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("body exceeds {MAX_BODY_BYTES} bytes"),
-        ));
+        return Err(RequestError::new(ErrorCode::PayloadTooLarge, format!("body exceeds {MAX_BODY_BYTES} bytes")));
     }
     if draft.attachment_ids.len() > MAX_ATTACHMENTS {
         return Err(RequestError::invalid(format!("at most {MAX_ATTACHMENTS} attachments")));
@@ -222,7 +265,11 @@ impl Actor for ChannelActor {
     type State = ChannelState;
     type Arguments = ChannelArgs;
 
-    async fn pre_start(&self, myself: ActorRef<ChannelMsg>, args: ChannelArgs) -> Result<ChannelState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ChannelMsg>,
+        args: ChannelArgs,
+    ) -> Result<ChannelState, ActorProcessingErr> {
         let check_every = (args.config.idle_timeout / 2).max(Duration::from_millis(50));
         let idle_timer = myself.send_interval(check_every, || ChannelMsg::IdleCheck);
         debug!(channel_id = %args.snapshot.channel_id, head_seq = args.snapshot.head_seq, "channel actor started");
@@ -238,7 +285,11 @@ impl Actor for ChannelActor {
         })
     }
 
-    async fn post_stop(&self, _myself: ActorRef<ChannelMsg>, state: &mut ChannelState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ChannelMsg>,
+        state: &mut ChannelState,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some(timer) = state.idle_timer.take() {
             timer.abort();
         }
@@ -246,7 +297,12 @@ impl Actor for ChannelActor {
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<ChannelMsg>, msg: ChannelMsg, state: &mut ChannelState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<ChannelMsg>,
+        msg: ChannelMsg,
+        state: &mut ChannelState,
+    ) -> Result<(), ActorProcessingErr> {
         if !matches!(msg, ChannelMsg::IdleCheck | ChannelMsg::ExpireTyping { .. }) {
             state.last_activity = Instant::now();
         }
@@ -274,13 +330,16 @@ impl Actor for ChannelActor {
                 let outcome = state.check_member(&caller).map(|()| state.set_typing(caller.user_id, active));
                 if let Ok(Some(generation)) = outcome {
                     let user_id = caller.user_id;
-                    myself.send_after(state.config.typing_ttl, move || ChannelMsg::ExpireTyping { user_id, generation });
+                    myself
+                        .send_after(state.config.typing_ttl, move || ChannelMsg::ExpireTyping { user_id, generation });
                 }
                 reply_to(reply, outcome.map(|_| ()));
                 After::Continue
             }
             ChannelMsg::Join { caller, reply } => respond(reply, join(state, caller).await),
-            ChannelMsg::AddMember { caller, user_id, reply } => respond(reply, add_member(state, caller, user_id).await),
+            ChannelMsg::AddMember { caller, user_id, reply } => {
+                respond(reply, add_member(state, caller, user_id).await)
+            }
             ChannelMsg::Leave { caller, reply } => respond(reply, leave(state, caller).await),
             ChannelMsg::ExpireTyping { user_id, generation } => {
                 if state.typing.get(&user_id) == Some(&generation) {

@@ -141,7 +141,11 @@ impl ChannelStore for MemoryStore {
                 .iter()
                 .filter_map(|id| data.users.get(id).map(|(_, name)| Member { user_id: *id, username: name.clone() }))
                 .collect(),
-            read_cursors: channel.cursors.iter().map(|(user_id, seq)| ReadCursor { user_id: *user_id, seq: *seq }).collect(),
+            read_cursors: channel
+                .cursors
+                .iter()
+                .map(|(user_id, seq)| ReadCursor { user_id: *user_id, seq: *seq })
+                .collect(),
         }))
     }
 
@@ -158,7 +162,13 @@ impl ChannelStore for MemoryStore {
         Ok(AppendOutcome::Stored)
     }
 
-    async fn apply(&self, channel_id: Uuid, seq: ChannelSeq, mutation: &Mutation, event: &ChannelEvent) -> StoreResult<bool> {
+    async fn apply(
+        &self,
+        channel_id: Uuid,
+        seq: ChannelSeq,
+        mutation: &Mutation,
+        event: &ChannelEvent,
+    ) -> StoreResult<bool> {
         self.check_write()?;
         let mut data = self.data.lock().unwrap();
         let channel = data.channels.get_mut(&channel_id).ok_or_else(missing_channel)?;
@@ -190,10 +200,9 @@ impl ChannelStore for MemoryStore {
                         true
                     }
                     None => {
-                        message.reactions.push(crate::protocol::ReactionView {
-                            emoji: emoji.clone(),
-                            user_ids: vec![*user_id],
-                        });
+                        message
+                            .reactions
+                            .push(crate::protocol::ReactionView { emoji: emoji.clone(), user_ids: vec![*user_id] });
                         true
                     }
                 }

@@ -131,19 +131,17 @@ pub fn parse_client_frame(text: &str) -> Result<(Option<String>, ClientFrame), F
         }
     };
     let frame_type = object.get("type").and_then(|t| t.as_str()).map(str::to_owned);
-    serde_json::from_value::<ClientFrame>(value)
-        .map(|frame| (request_id.clone(), frame))
-        .map_err(|err| {
-            let unknown = err.to_string().starts_with("unknown variant");
-            FrameError {
-                request_id,
-                code: if unknown { ErrorCode::UnknownType } else { ErrorCode::BadFrame },
-                message: match frame_type {
-                    Some(t) if unknown => format!("unknown frame type {t:?}"),
-                    _ => format!("malformed frame: {err}"),
-                },
-            }
-        })
+    serde_json::from_value::<ClientFrame>(value).map(|frame| (request_id.clone(), frame)).map_err(|err| {
+        let unknown = err.to_string().starts_with("unknown variant");
+        FrameError {
+            request_id,
+            code: if unknown { ErrorCode::UnknownType } else { ErrorCode::BadFrame },
+            message: match frame_type {
+                Some(t) if unknown => format!("unknown frame type {t:?}"),
+                _ => format!("malformed frame: {err}"),
+            },
+        }
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -291,14 +289,35 @@ pub enum ServerFrame {
         message: String,
     },
     /// A durable channel event, in sequence order.
-    Event { channel_id: Uuid, seq: ChannelSeq, event: ChannelEvent },
+    Event {
+        channel_id: Uuid,
+        seq: ChannelSeq,
+        event: ChannelEvent,
+    },
     /// Ephemeral: a member started or stopped typing (stops by itself after the typing TTL).
-    Typing { channel_id: Uuid, user_id: Uuid, active: bool },
+    Typing {
+        channel_id: Uuid,
+        user_id: Uuid,
+        active: bool,
+    },
     /// A member's read cursor moved forward.
-    Read { channel_id: Uuid, user_id: Uuid, seq: ChannelSeq },
-    Presence { user_id: Uuid, status: PresenceStatus, last_seen: Option<UnixMillis> },
+    Read {
+        channel_id: Uuid,
+        user_id: Uuid,
+        seq: ChannelSeq,
+    },
+    Presence {
+        user_id: Uuid,
+        status: PresenceStatus,
+        last_seen: Option<UnixMillis>,
+    },
     /// The user was mentioned, or got a direct message, in a channel the session may not be subscribed to.
-    Notification { reason: NotificationReason, channel_id: Uuid, seq: ChannelSeq, message: MessageView },
+    Notification {
+        reason: NotificationReason,
+        channel_id: Uuid,
+        seq: ChannelSeq,
+        message: MessageView,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

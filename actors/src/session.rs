@@ -215,7 +215,11 @@ impl Actor for SessionActor {
     type State = SessionState;
     type Arguments = SessionArgs;
 
-    async fn pre_start(&self, myself: ActorRef<SessionMsg>, args: SessionArgs) -> Result<SessionState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        args: SessionArgs,
+    ) -> Result<SessionState, ActorProcessingErr> {
         let mut state = SessionState {
             session_id: args.session_id,
             caller: args.caller,
@@ -241,7 +245,11 @@ impl Actor for SessionActor {
         Ok(state)
     }
 
-    async fn post_stop(&self, _myself: ActorRef<SessionMsg>, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
         let session_id = state.session_id;
         for channel_id in state.subscriptions.keys() {
             if let Some(channel) = state.directory.find_channel(*channel_id) {
@@ -266,7 +274,12 @@ impl Actor for SessionActor {
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<SessionMsg>, msg: SessionMsg, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        msg: SessionMsg,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SessionMsg::Inbound(text) => on_inbound(&myself, state, &text).await,
             SessionMsg::Deliver(delivery) => on_delivery(&myself, state, delivery).await,
@@ -387,8 +400,13 @@ async fn on_frame(myself: &ActorRef<SessionMsg>, state: &mut SessionState, id: O
 
 /// Sends a request to a channel in mailbox order and answers the client when the channel
 /// replies, without holding up this session's mailbox in the meantime.
-async fn ask_channel<T, F>(myself: &ActorRef<SessionMsg>, state: &mut SessionState, id: Option<String>, channel_id: Uuid, build: F)
-where
+async fn ask_channel<T, F>(
+    myself: &ActorRef<SessionMsg>,
+    state: &mut SessionState,
+    id: Option<String>,
+    channel_id: Uuid,
+    build: F,
+) where
     T: Serialize + Send + 'static,
     F: FnOnce(Reply<T>) -> ChannelMsg,
 {

@@ -25,14 +25,32 @@ pub struct PresenceView {
 }
 
 pub enum UserMsg {
-    Attach { sink: SessionSink },
-    Detach { session_id: Uuid },
-    SetStatus { session_id: Uuid, status: PresenceStatus },
-    Watch { watcher: Caller, sink: SessionSink, reply: Reply<PresenceView> },
-    Unwatch { session_id: Uuid },
+    Attach {
+        sink: SessionSink,
+    },
+    Detach {
+        session_id: Uuid,
+    },
+    SetStatus {
+        session_id: Uuid,
+        status: PresenceStatus,
+    },
+    Watch {
+        watcher: Caller,
+        sink: SessionSink,
+        reply: Reply<PresenceView>,
+    },
+    Unwatch {
+        session_id: Uuid,
+    },
     /// Deliver a frame to every session of the user; replies how many sessions took it.
-    Notify { text: Arc<str>, reply: Option<RpcReplyPort<usize>> },
-    GetPresence { reply: RpcReplyPort<PresenceView> },
+    Notify {
+        text: Arc<str>,
+        reply: Option<RpcReplyPort<usize>>,
+    },
+    GetPresence {
+        reply: RpcReplyPort<PresenceView>,
+    },
     IdleCheck,
 }
 
@@ -143,7 +161,12 @@ impl Actor for UserActor {
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<UserMsg>, msg: UserMsg, state: &mut UserState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<UserMsg>,
+        msg: UserMsg,
+        state: &mut UserState,
+    ) -> Result<(), ActorProcessingErr> {
         if !matches!(msg, UserMsg::IdleCheck) {
             state.last_activity = Instant::now();
         }

@@ -12,7 +12,12 @@ use common::{Harness, Probe};
 use uuid::Uuid;
 
 fn draft(client_msg_id: &str, body: &str) -> MessageDraft {
-    MessageDraft { client_msg_id: client_msg_id.to_owned(), body: body.to_owned(), parent_id: None, attachment_ids: vec![] }
+    MessageDraft {
+        client_msg_id: client_msg_id.to_owned(),
+        body: body.to_owned(),
+        parent_id: None,
+        attachment_ids: vec![],
+    }
 }
 
 #[tokio::test]
@@ -27,7 +32,11 @@ async fn messages_get_consecutive_seqs_and_reach_subscribers_in_order() {
 
     for n in 1..=5 {
         let message = h
-            .ask(channel, |reply| ChannelMsg::Send { caller: alice, draft: draft(&format!("m{n}"), &format!("hello {n}")), reply })
+            .ask(channel, |reply| ChannelMsg::Send {
+                caller: alice,
+                draft: draft(&format!("m{n}"), &format!("hello {n}")),
+                reply,
+            })
             .await
             .unwrap();
         assert_eq!(message.seq, n);
@@ -47,11 +56,16 @@ async fn a_repeated_client_msg_id_returns_the_first_message_and_stores_nothing()
     let h = Harness::new().await;
     let alice = h.user("alice");
     let channel = h.channel(ChannelKind::Public, &[alice]);
-    let first = h.ask(channel, |reply| ChannelMsg::Send { caller: alice, draft: draft("same", "one"), reply }).await.unwrap();
-    let again = h.ask(channel, |reply| ChannelMsg::Send { caller: alice, draft: draft("same", "two"), reply }).await.unwrap();
+    let first =
+        h.ask(channel, |reply| ChannelMsg::Send { caller: alice, draft: draft("same", "one"), reply }).await.unwrap();
+    let again =
+        h.ask(channel, |reply| ChannelMsg::Send { caller: alice, draft: draft("same", "two"), reply }).await.unwrap();
     assert_eq!(first, again);
     assert_eq!(h.store.events(channel).len(), 1);
-    let next = h.ask(channel, |reply| ChannelMsg::Send { caller: alice, draft: draft("other", "three"), reply }).await.unwrap();
+    let next = h
+        .ask(channel, |reply| ChannelMsg::Send { caller: alice, draft: draft("other", "three"), reply })
+        .await
+        .unwrap();
     assert_eq!(next.seq, 2, "a duplicate does not consume a seq");
 }
 
@@ -67,7 +81,8 @@ async fn outsiders_and_other_tenants_are_refused_and_nothing_is_stored() {
 
     let other_company = Uuid::new_v4();
     let stranger = Caller { user_id: h.store.add_user(other_company, "mallory"), company_id: other_company };
-    let other_tenant = h.ask(channel, |reply| ChannelMsg::Send { caller: stranger, draft: draft("y", "hi"), reply }).await;
+    let other_tenant =
+        h.ask(channel, |reply| ChannelMsg::Send { caller: stranger, draft: draft("y", "hi"), reply }).await;
     assert_eq!(other_tenant.unwrap_err().code, ErrorCode::NotFound, "another tenant cannot even see the channel");
     let probe = Probe::new(stranger.user_id).await;
     let sink = probe.sink.clone();
@@ -104,11 +119,14 @@ async fn edits_deletes_and_reactions_are_sequenced_and_checked() {
     let h = Harness::new().await;
     let (alice, bob) = (h.user("alice"), h.user("bob"));
     let channel = h.channel(ChannelKind::Public, &[alice, bob]);
-    let message = h.ask(channel, |reply| ChannelMsg::Send { caller: alice, draft: draft("m", "hi"), reply }).await.unwrap();
+    let message =
+        h.ask(channel, |reply| ChannelMsg::Send { caller: alice, draft: draft("m", "hi"), reply }).await.unwrap();
     let id = message.id;
-    let by_bob = h.ask(channel, |reply| ChannelMsg::Edit { caller: bob, message_id: id, body: "hacked".into(), reply }).await;
+    let by_bob =
+        h.ask(channel, |reply| ChannelMsg::Edit { caller: bob, message_id: id, body: "hacked".into(), reply }).await;
     assert_eq!(by_bob.unwrap_err().code, ErrorCode::Forbidden);
-    let edited = h.ask(channel, |reply| ChannelMsg::Edit { caller: alice, message_id: id, body: "hi all".into(), reply }).await;
+    let edited =
+        h.ask(channel, |reply| ChannelMsg::Edit { caller: alice, message_id: id, body: "hi all".into(), reply }).await;
     assert_eq!(edited.unwrap(), 2);
     let react = |add| move |reply| ChannelMsg::React { caller: bob, message_id: id, emoji: "+1".into(), add, reply };
     assert_eq!(h.ask(channel, react(true)).await.unwrap(), Some(3));
@@ -116,7 +134,8 @@ async fn edits_deletes_and_reactions_are_sequenced_and_checked() {
     assert_eq!(h.ask(channel, react(false)).await.unwrap(), Some(4));
     let deleted = h.ask(channel, |reply| ChannelMsg::Delete { caller: alice, message_id: id, reply }).await;
     assert_eq!(deleted.unwrap(), 5);
-    let gone = h.ask(channel, |reply| ChannelMsg::Edit { caller: alice, message_id: id, body: "x".into(), reply }).await;
+    let gone =
+        h.ask(channel, |reply| ChannelMsg::Edit { caller: alice, message_id: id, body: "x".into(), reply }).await;
     assert_eq!(gone.unwrap_err().code, ErrorCode::NotFound);
     let kinds: Vec<&str> = h
         .store
@@ -169,7 +188,9 @@ async fn read_cursors_only_move_forward_within_the_head() {
     let sink = probe.sink.clone();
     h.ask(channel, |reply| ChannelMsg::Subscribe { caller: alice, sink, reply }).await.unwrap();
     for n in 0..3 {
-        h.ask(channel, |reply| ChannelMsg::Send { caller: alice, draft: draft(&n.to_string(), "hi"), reply }).await.unwrap();
+        h.ask(channel, |reply| ChannelMsg::Send { caller: alice, draft: draft(&n.to_string(), "hi"), reply })
+            .await
+            .unwrap();
         probe.next().await;
     }
     assert_eq!(h.ask(channel, |reply| ChannelMsg::Read { caller: bob, seq: 2, reply }).await.unwrap(), 2);
@@ -201,7 +222,8 @@ async fn a_failed_write_is_not_acknowledged_and_an_uncertain_one_reloads_the_act
     assert_eq!(uncertain.unwrap_err().code, ErrorCode::Unavailable);
 
     h.store.fail_writes(None);
-    let retried = h.ask(channel, |reply| ChannelMsg::Send { caller: alice, draft: draft("b", "two"), reply }).await.unwrap();
+    let retried =
+        h.ask(channel, |reply| ChannelMsg::Send { caller: alice, draft: draft("b", "two"), reply }).await.unwrap();
     assert_eq!(retried.seq, 2);
     assert_ne!(h.directory.find_channel(channel).unwrap().get_id(), first_actor, "the actor was restarted");
 }

@@ -16,12 +16,16 @@ async fn resume_replays_what_was_missed_in_order_without_duplicates() {
     let mut sender = h.connect(alice).await;
     for n in 1..=5 {
         let (ok, _) = sender
-            .request(&format!("s{n}"), json!({"type":"send","channel_id":channel,"client_msg_id":format!("c{n}"),"body":format!("m{n}")}))
+            .request(
+                &format!("s{n}"),
+                json!({"type":"send","channel_id":channel,"client_msg_id":format!("c{n}"),"body":format!("m{n}")}),
+            )
             .await;
         assert_eq!(ok["result"]["seq"], n);
     }
     let mut bob_session = h.connect(bob).await;
-    let (ok, replayed) = bob_session.request("sub", json!({"type":"subscribe","channel_id":channel,"last_seq":2})).await;
+    let (ok, replayed) =
+        bob_session.request("sub", json!({"type":"subscribe","channel_id":channel,"last_seq":2})).await;
     assert_eq!(ok["type"], "ok");
     assert_eq!(ok["result"]["head_seq"], 5);
     let seqs: Vec<i64> = replayed.iter().map(|f| f["seq"].as_i64().unwrap()).collect();
@@ -47,13 +51,19 @@ async fn a_client_that_does_not_read_is_cut_off_with_a_close_code() {
     assert_eq!(subscribed["type"], "ok");
     let mut sender = h.connect(alice).await;
     for n in 0..20 {
-        sender.request(&n.to_string(), json!({"type":"send","channel_id":channel,"client_msg_id":n.to_string(),"body":"x"})).await;
+        sender
+            .request(
+                &n.to_string(),
+                json!({"type":"send","channel_id":channel,"client_msg_id":n.to_string(),"body":"x"}),
+            )
+            .await;
     }
     tokio::time::timeout(common::WAIT, slow.socket.close.wait_for(|close| close.is_some())).await.unwrap().unwrap();
     let close = slow.socket.close.borrow().clone().unwrap();
     assert_eq!(close.code, CLOSE_SLOW_CONSUMER);
     // The sender was never held up by the slow reader.
-    let (ok, _) = sender.request("last", json!({"type":"send","channel_id":channel,"client_msg_id":"last","body":"x"})).await;
+    let (ok, _) =
+        sender.request("last", json!({"type":"send","channel_id":channel,"client_msg_id":"last","body":"x"})).await;
     assert_eq!(ok["result"]["seq"], 21);
 }
 

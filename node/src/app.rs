@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actors::channel::ChannelConfig;
 use actors::memory::MemoryPresence;
-use actors::ports::{PresenceStore, Ports};
+use actors::ports::{Ports, PresenceStore};
 use actors::{Directory, DirectoryConfig};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -104,7 +104,8 @@ pub struct Node {
 
 impl Node {
     pub async fn start(config: Config) -> anyhow::Result<Node> {
-        let db = Db::open(&config.database_url, config.database_max_connections).await.context("opening the database")?;
+        let db =
+            Db::open(&config.database_url, config.database_max_connections).await.context("opening the database")?;
         let redis = match &config.redis_url {
             Some(url) => Some(RedisPresence::connect(url).await.context("connecting to redis")?),
             None => None,
@@ -119,7 +120,8 @@ impl Node {
             ..DirectoryConfig::default()
         };
         let directory = Directory::start(ports, directory_config).await.context("starting the actor directory")?;
-        let listener = TcpListener::bind(config.bind_addr).await.with_context(|| format!("binding {}", config.bind_addr))?;
+        let listener =
+            TcpListener::bind(config.bind_addr).await.with_context(|| format!("binding {}", config.bind_addr))?;
         let addr = listener.local_addr()?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = AppState {

@@ -70,7 +70,14 @@ impl Tokens {
         }
     }
 
-    fn issue(&self, user_id: Uuid, company_id: Uuid, admin: bool, typ: TokenKind, ttl: Duration) -> Result<String, ApiError> {
+    fn issue(
+        &self,
+        user_id: Uuid,
+        company_id: Uuid,
+        admin: bool,
+        typ: TokenKind,
+        ttl: Duration,
+    ) -> Result<String, ApiError> {
         let iat = unix_now();
         let claims = Claims { sub: user_id, cid: company_id, adm: admin, typ, iat, exp: iat + ttl.as_secs() };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(ApiError::internal)

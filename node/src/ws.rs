@@ -53,7 +53,10 @@ pub async fn upgrade(
         .try_acquire_owned()
         .map_err(|_| ApiError::new(ErrorCode::Unavailable, "connection limit reached, try another node"))?;
     let max = state.config.max_ws_message_bytes;
-    Ok(upgrade.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| serve_socket(state, auth, socket, permit)))
+    Ok(upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| serve_socket(state, auth, socket, permit)))
 }
 
 async fn serve_socket(state: AppState, auth: AuthUser, socket: WebSocket, permit: OwnedSemaphorePermit) {
@@ -104,7 +107,13 @@ where
             return;
         }
     };
-    let writer = tokio::spawn(write_loop(sink, socket_io, state.config.heartbeat_interval, state.shutdown.clone(), state.clone()));
+    let writer = tokio::spawn(write_loop(
+        sink,
+        socket_io,
+        state.config.heartbeat_interval,
+        state.shutdown.clone(),
+        state.clone(),
+    ));
     read_loop(&state, &auth, &session, stream).await;
     session.stop(Some("socket closed".to_owned()));
     // The writer ends once the session's queue closes; do not wait on a dead peer for long.

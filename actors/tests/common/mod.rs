@@ -9,7 +9,9 @@ use actors::channel::{ChannelMsg, Reply};
 use actors::memory::MemoryStore;
 use actors::ports::{Caller, ChannelKind};
 use actors::protocol::RequestError;
-use actors::session::{session_io, Delivery, SessionActor, SessionArgs, SessionConfig, SessionMsg, SessionSink, SocketIo};
+use actors::session::{
+    session_io, Delivery, SessionActor, SessionArgs, SessionConfig, SessionMsg, SessionSink, SocketIo,
+};
 use actors::{Directory, DirectoryConfig};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::Value;
@@ -137,7 +139,12 @@ impl Actor for ProbeActor {
         Ok(tx)
     }
 
-    async fn handle(&self, _: ActorRef<SessionMsg>, msg: SessionMsg, tx: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<SessionMsg>,
+        msg: SessionMsg,
+        tx: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         if let SessionMsg::Deliver(delivery) = msg {
             tx.send(delivery).ok();
         }

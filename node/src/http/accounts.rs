@@ -47,7 +47,10 @@ async fn hash(password: String) -> ApiResult<String> {
 }
 
 /// `POST /v1/companies`: a new tenant with its first (admin) user. Open, like a sign-up.
-pub async fn create_company(State(state): State<AppState>, ApiJson(body): ApiJson<NewCompanyBody>) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create_company(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<NewCompanyBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     check_text("name", &body.name, 100)?;
     let slug_ok = (2..=40).contains(&body.slug.len())
         && body.slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
@@ -59,7 +62,9 @@ pub async fn create_company(State(state): State<AppState>, ApiJson(body): ApiJso
     let display_name = body.admin.display_name.as_deref().unwrap_or(&body.admin.username);
     let admin = NewUser { username: &body.admin.username, display_name, password_hash: &password_hash, is_admin: true };
     let (company, user) = state.db.create_company(&body.name, &body.slug, admin).await.map_err(|err| match err {
-        actors::ports::StoreError::Conflict(_) => ApiError::new(actors::protocol::ErrorCode::Conflict, "slug already taken"),
+        actors::ports::StoreError::Conflict(_) => {
+            ApiError::new(actors::protocol::ErrorCode::Conflict, "slug already taken")
+        }
         other => other.into(),
     })?;
     let tokens = state.tokens.pair(user.id, company.id, true)?;
@@ -84,7 +89,8 @@ pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginBo
     };
     let hash = user.password_hash.clone();
     let password = body.password;
-    let valid = tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.map_err(ApiError::internal)?;
+    let valid =
+        tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.map_err(ApiError::internal)?;
     if !valid {
         return Err(ApiError::unauthorized("invalid credentials"));
     }
@@ -100,13 +106,15 @@ pub struct RefreshBody {
 /// `POST /v1/auth/refresh`: a refresh token for a new pair, if the user still exists.
 pub async fn refresh(State(state): State<AppState>, ApiJson(body): ApiJson<RefreshBody>) -> ApiResult<Json<Value>> {
     let claims = state.tokens.verify(&body.refresh_token, TokenKind::Refresh)?;
-    let user = state.db.user(claims.cid, claims.sub).await?.ok_or_else(|| ApiError::unauthorized("user no longer exists"))?;
+    let user =
+        state.db.user(claims.cid, claims.sub).await?.ok_or_else(|| ApiError::unauthorized("user no longer exists"))?;
     let tokens = state.tokens.pair(user.id, user.company_id, user.is_admin)?;
     Ok(Json(json!({ "tokens": tokens })))
 }
 
 pub async fn me(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Value>> {
-    let user = state.db.user(auth.caller.company_id, auth.caller.user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let user =
+        state.db.user(auth.caller.company_id, auth.caller.user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
     let company = state.db.company(auth.caller.company_id).await?.ok_or_else(|| ApiError::not_found("company"))?;
     Ok(Json(json!({ "user": user, "company": company })))
 }
@@ -125,7 +133,9 @@ pub async fn create_user(
     let display_name = body.display_name.as_deref().unwrap_or(&body.username);
     let new = NewUser { username: &body.username, display_name, password_hash: &password_hash, is_admin: false };
     let user = state.db.create_user(auth.caller.company_id, new).await.map_err(|err| match err {
-        actors::ports::StoreError::Conflict(_) => ApiError::new(actors::protocol::ErrorCode::Conflict, "username already taken"),
+        actors::ports::StoreError::Conflict(_) => {
+            ApiError::new(actors::protocol::ErrorCode::Conflict, "username already taken")
+        }
         other => other.into(),
     })?;
     Ok((StatusCode::CREATED, Json(json!({ "user": user }))))
@@ -136,7 +146,11 @@ pub async fn list_users(State(state): State<AppState>, auth: AuthUser) -> ApiRes
     Ok(Json(json!({ "users": users })))
 }
 
-pub async fn get_user(State(state): State<AppState>, auth: AuthUser, ApiPath(user_id): ApiPath<Uuid>) -> ApiResult<Json<Value>> {
+pub async fn get_user(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(user_id): ApiPath<Uuid>,
+) -> ApiResult<Json<Value>> {
     let user = state.db.user(auth.caller.company_id, user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
     Ok(Json(json!({ "user": user })))
 }
@@ -168,7 +182,11 @@ pub async fn list_devices(State(state): State<AppState>, auth: AuthUser) -> ApiR
     Ok(Json(json!({ "devices": devices })))
 }
 
-pub async fn delete_device(State(state): State<AppState>, auth: AuthUser, ApiPath(token): ApiPath<String>) -> ApiResult<StatusCode> {
+pub async fn delete_device(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(token): ApiPath<String>,
+) -> ApiResult<StatusCode> {
     if state.db.delete_device(auth.caller.user_id, &token).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

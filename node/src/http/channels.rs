@@ -31,7 +31,8 @@ async fn ask<T: Send + 'static>(
 
 /// The channel if the caller may see it: a member, or any user of the company for a public one.
 async fn visible_channel(state: &AppState, auth: &AuthUser, channel_id: Uuid) -> ApiResult<ChannelRow> {
-    let channel = state.db.channel(auth.caller.company_id, channel_id).await?.ok_or_else(|| ApiError::not_found("channel"))?;
+    let channel =
+        state.db.channel(auth.caller.company_id, channel_id).await?.ok_or_else(|| ApiError::not_found("channel"))?;
     if channel.kind == ChannelKind::Public.as_str() || state.db.is_member(channel_id, auth.caller.user_id).await? {
         Ok(channel)
     } else {
@@ -64,36 +65,57 @@ pub async fn create(
     check_text("name", &body.name, 80)?;
     let kind = if body.private { ChannelKind::Private } else { ChannelKind::Public };
     let caller = auth.caller;
-    let channel = state.db.create_channel(caller.company_id, kind, body.name.trim(), caller.user_id, &[caller.user_id], None).await?;
+    let channel = state
+        .db
+        .create_channel(caller.company_id, kind, body.name.trim(), caller.user_id, &[caller.user_id], None)
+        .await?;
     Ok((StatusCode::CREATED, Json(json!({ "channel": channel }))))
 }
 
 pub async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Value>> {
     let channels = state.db.visible_channels(auth.caller.company_id, auth.caller.user_id).await?;
-    let channels: Vec<Value> =
-        channels.into_iter().map(|(channel, is_member)| json!({ "channel": channel, "is_member": is_member })).collect();
+    let channels: Vec<Value> = channels
+        .into_iter()
+        .map(|(channel, is_member)| json!({ "channel": channel, "is_member": is_member }))
+        .collect();
     Ok(Json(json!({ "channels": channels })))
 }
 
-pub async fn get_one(State(state): State<AppState>, auth: AuthUser, ApiPath(channel_id): ApiPath<Uuid>) -> ApiResult<Json<Value>> {
+pub async fn get_one(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(channel_id): ApiPath<Uuid>,
+) -> ApiResult<Json<Value>> {
     let channel = visible_channel(&state, &auth, channel_id).await?;
     let is_member = state.db.is_member(channel_id, auth.caller.user_id).await?;
     Ok(Json(json!({ "channel": channel, "is_member": is_member })))
 }
 
-pub async fn join(State(state): State<AppState>, auth: AuthUser, ApiPath(channel_id): ApiPath<Uuid>) -> ApiResult<Json<Value>> {
+pub async fn join(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(channel_id): ApiPath<Uuid>,
+) -> ApiResult<Json<Value>> {
     let caller = auth.caller;
     let seq = ask(&state, channel_id, |reply| ChannelMsg::Join { caller, reply }).await?;
     Ok(Json(json!({ "joined": seq.is_some(), "seq": seq })))
 }
 
-pub async fn leave(State(state): State<AppState>, auth: AuthUser, ApiPath(channel_id): ApiPath<Uuid>) -> ApiResult<Json<Value>> {
+pub async fn leave(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(channel_id): ApiPath<Uuid>,
+) -> ApiResult<Json<Value>> {
     let caller = auth.caller;
     let seq = ask(&state, channel_id, |reply| ChannelMsg::Leave { caller, reply }).await?;
     Ok(Json(json!({ "left": seq.is_some(), "seq": seq })))
 }
 
-pub async fn members(State(state): State<AppState>, auth: AuthUser, ApiPath(channel_id): ApiPath<Uuid>) -> ApiResult<Json<Value>> {
+pub async fn members(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(channel_id): ApiPath<Uuid>,
+) -> ApiResult<Json<Value>> {
     visible_channel(&state, &auth, channel_id).await?;
     let members: Vec<Value> = state
         .db
@@ -145,11 +167,16 @@ pub async fn open_dm(
     if let Some(channel) = state.db.dm_channel(caller.company_id, &dm_key).await? {
         return Ok((StatusCode::OK, Json(json!({ "channel": channel }))));
     }
-    match state.db.create_channel(caller.company_id, ChannelKind::Direct, "dm", caller.user_id, &pair, Some(&dm_key)).await {
+    match state
+        .db
+        .create_channel(caller.company_id, ChannelKind::Direct, "dm", caller.user_id, &pair, Some(&dm_key))
+        .await
+    {
         Ok(channel) => Ok((StatusCode::CREATED, Json(json!({ "channel": channel })))),
         // Both sides opened it at once: the other request created it.
         Err(StoreError::Conflict(_)) => {
-            let channel = state.db.dm_channel(caller.company_id, &dm_key).await?.ok_or_else(|| ApiError::not_found("channel"))?;
+            let channel =
+                state.db.dm_channel(caller.company_id, &dm_key).await?.ok_or_else(|| ApiError::not_found("channel"))?;
             Ok((StatusCode::OK, Json(json!({ "channel": channel }))))
         }
         Err(err) => Err(err.into()),
@@ -249,18 +276,31 @@ pub async fn delete(
     Ok(Json(json!({ "seq": seq })))
 }
 
-async fn set_reaction(state: &AppState, auth: &AuthUser, path: (Uuid, Uuid, String), add: bool) -> ApiResult<Json<Value>> {
+async fn set_reaction(
+    state: &AppState,
+    auth: &AuthUser,
+    path: (Uuid, Uuid, String),
+    add: bool,
+) -> ApiResult<Json<Value>> {
     let (channel_id, message_id, emoji) = path;
     let caller = auth.caller;
     let seq = ask(state, channel_id, |reply| ChannelMsg::React { caller, message_id, emoji, add, reply }).await?;
     Ok(Json(json!({ "changed": seq.is_some(), "seq": seq })))
 }
 
-pub async fn react(State(state): State<AppState>, auth: AuthUser, ApiPath(path): ApiPath<(Uuid, Uuid, String)>) -> ApiResult<Json<Value>> {
+pub async fn react(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(path): ApiPath<(Uuid, Uuid, String)>,
+) -> ApiResult<Json<Value>> {
     set_reaction(&state, &auth, path, true).await
 }
 
-pub async fn unreact(State(state): State<AppState>, auth: AuthUser, ApiPath(path): ApiPath<(Uuid, Uuid, String)>) -> ApiResult<Json<Value>> {
+pub async fn unreact(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(path): ApiPath<(Uuid, Uuid, String)>,
+) -> ApiResult<Json<Value>> {
     set_reaction(&state, &auth, path, false).await
 }
 

@@ -25,11 +25,8 @@ fn multipart_error(err: MultipartError) -> ApiError {
 
 /// Keeps a file name printable and header-safe.
 fn clean_filename(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .filter(|c| !c.is_control() && *c != '"' && *c != '\\' && *c != '/')
-        .take(200)
-        .collect();
+    let cleaned: String =
+        name.chars().filter(|c| !c.is_control() && *c != '"' && *c != '\\' && *c != '/').take(200).collect();
     if cleaned.trim().is_empty() {
         "file".to_owned()
     } else {
@@ -38,7 +35,11 @@ fn clean_filename(name: &str) -> String {
 }
 
 /// `POST /v1/files` (multipart: `channel_id`, then `file`): stores a file for one channel.
-pub async fn upload(State(state): State<AppState>, auth: AuthUser, mut multipart: Multipart) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn upload(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    mut multipart: Multipart,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let mut channel_id: Option<Uuid> = None;
     let mut file: Option<(String, String, Vec<u8>)> = None;
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
@@ -81,7 +82,11 @@ pub async fn upload(State(state): State<AppState>, auth: AuthUser, mut multipart
 }
 
 /// `GET /v1/files/{id}`: the bytes, for members of the file's channel.
-pub async fn download(State(state): State<AppState>, auth: AuthUser, ApiPath(file_id): ApiPath<Uuid>) -> ApiResult<Response> {
+pub async fn download(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(file_id): ApiPath<Uuid>,
+) -> ApiResult<Response> {
     let caller = auth.caller;
     let file = state.db.attachment(caller.company_id, file_id).await?.ok_or_else(|| ApiError::not_found("file"))?;
     if !state.db.is_member(file.channel_id, caller.user_id).await? {

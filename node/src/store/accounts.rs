@@ -59,8 +59,14 @@ pub struct NewUser<'a> {
 
 impl Db {
     /// Creates a company and its first (admin) user in one transaction.
-    pub async fn create_company(&self, name: &str, slug: &str, admin: NewUser<'_>) -> Result<(CompanyRow, UserRow), StoreError> {
-        let company = CompanyRow { id: Uuid::now_v7(), name: name.to_owned(), slug: slug.to_owned(), created_at: now_millis() };
+    pub async fn create_company(
+        &self,
+        name: &str,
+        slug: &str,
+        admin: NewUser<'_>,
+    ) -> Result<(CompanyRow, UserRow), StoreError> {
+        let company =
+            CompanyRow { id: Uuid::now_v7(), name: name.to_owned(), slug: slug.to_owned(), created_at: now_millis() };
         let mut tx = self.pool.begin().await.map_err(classify)?;
         sqlx::query("INSERT INTO companies (id, name, slug, created_at) VALUES ($1, $2, $3, $4)")
             .bind(company.id.to_string())
@@ -165,7 +171,13 @@ impl Db {
     }
 
     /// Registers a push token for the user; a token moves to the user who registers it last.
-    pub async fn upsert_device(&self, company_id: Uuid, user_id: Uuid, token: &str, platform: &str) -> Result<(), StoreError> {
+    pub async fn upsert_device(
+        &self,
+        company_id: Uuid,
+        user_id: Uuid,
+        token: &str,
+        platform: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO device_tokens (token, user_id, company_id, platform, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (token) DO UPDATE SET user_id = excluded.user_id, company_id = excluded.company_id, \
@@ -194,11 +206,12 @@ impl Db {
     }
 
     pub async fn devices(&self, user_id: Uuid) -> Result<Vec<DeviceToken>, StoreError> {
-        let rows = sqlx::query("SELECT token, platform, created_at FROM device_tokens WHERE user_id = $1 ORDER BY created_at")
-            .bind(user_id.to_string())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
+        let rows =
+            sqlx::query("SELECT token, platform, created_at FROM device_tokens WHERE user_id = $1 ORDER BY created_at")
+                .bind(user_id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
         rows.iter()
             .map(|row| {
                 Ok(DeviceToken {

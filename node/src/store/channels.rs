@@ -109,17 +109,26 @@ impl Db {
         .await
         .map_err(classify)?;
         for member in members {
-            sqlx::query("INSERT INTO channel_members (channel_id, user_id, company_id, joined_at) VALUES ($1, $2, $3, $4)")
-                .bind(id.to_string())
-                .bind(member.to_string())
-                .bind(company_id.to_string())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
+            sqlx::query(
+                "INSERT INTO channel_members (channel_id, user_id, company_id, joined_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id.to_string())
+            .bind(member.to_string())
+            .bind(company_id.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         }
         tx.commit().await.map_err(classify)?;
-        Ok(ChannelRow { id, company_id, kind: kind.as_str(), name: name.to_owned(), created_by: creator, created_at: now })
+        Ok(ChannelRow {
+            id,
+            company_id,
+            kind: kind.as_str(),
+            name: name.to_owned(),
+            created_by: creator,
+            created_at: now,
+        })
     }
 
     pub async fn dm_channel(&self, company_id: Uuid, dm_key: &str) -> Result<Option<ChannelRow>, StoreError> {
@@ -146,7 +155,11 @@ impl Db {
     }
 
     /// Channels the user is a member of, plus the company's public channels.
-    pub async fn visible_channels(&self, company_id: Uuid, user_id: Uuid) -> Result<Vec<(ChannelRow, bool)>, StoreError> {
+    pub async fn visible_channels(
+        &self,
+        company_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Vec<(ChannelRow, bool)>, StoreError> {
         let rows = sqlx::query(
             "SELECT c.*, CASE WHEN m.user_id IS NULL THEN 0 ELSE 1 END AS is_member FROM channels c \
              LEFT JOIN channel_members m ON m.channel_id = c.id AND m.user_id = $1 \
@@ -326,7 +339,11 @@ impl Db {
         Ok(())
     }
 
-    async fn message_by_client_id(&self, channel_id: Uuid, client_msg_id: &str) -> Result<Option<MessageView>, StoreError> {
+    async fn message_by_client_id(
+        &self,
+        channel_id: Uuid,
+        client_msg_id: &str,
+    ) -> Result<Option<MessageView>, StoreError> {
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = $1 AND client_msg_id = $2");
         let row = sqlx::query(&sql)
             .bind(channel_id.to_string())
@@ -416,7 +433,13 @@ impl ChannelStore for Db {
         Ok(AppendOutcome::Stored)
     }
 
-    async fn apply(&self, channel_id: Uuid, seq: ChannelSeq, mutation: &Mutation, event: &ChannelEvent) -> StoreResult<bool> {
+    async fn apply(
+        &self,
+        channel_id: Uuid,
+        seq: ChannelSeq,
+        mutation: &Mutation,
+        event: &ChannelEvent,
+    ) -> StoreResult<bool> {
         let channel = channel_id.to_string();
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let result = match mutation {
