@@ -445,7 +445,7 @@ async fn send_message(state: &mut ChannelState, caller: Caller, draft: MessageDr
     let new = NewMessage { message, company_id: state.snapshot.company_id };
     match store.append_message(seq, &new).await {
         Ok(AppendOutcome::Stored) => {}
-        Ok(AppendOutcome::Duplicate(earlier)) => return Ok(earlier),
+        Ok(AppendOutcome::Duplicate(earlier)) => return Ok(*earlier),
         Err(err) => return Err(store_failure(channel_id, err)),
     }
     state.snapshot.head_seq = seq;

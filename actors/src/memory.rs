@@ -154,7 +154,7 @@ impl ChannelStore for MemoryStore {
         let mut data = self.data.lock().unwrap();
         let channel = data.channels.get_mut(&new.message.channel_id).ok_or_else(missing_channel)?;
         if let Some(earlier) = channel.messages.values().find(|m| m.client_msg_id == new.message.client_msg_id) {
-            return Ok(AppendOutcome::Duplicate(earlier.clone()));
+            return Ok(AppendOutcome::Duplicate(Box::new(earlier.clone())));
         }
         claim_seq(channel, seq)?;
         channel.messages.insert(new.message.id, new.message.clone());

@@ -84,7 +84,7 @@ pub enum AppendOutcome {
     /// Stored with the sequence number the actor proposed.
     Stored,
     /// The `(channel_id, client_msg_id)` pair was already stored: here is the earlier message.
-    Duplicate(MessageView),
+    Duplicate(Box<MessageView>),
 }
 
 /// A change to durable channel state, stored atomically with the event that announces it.

@@ -102,17 +102,23 @@ pub struct FrameError {
 
 /// Parses one client text frame into its request id and frame.
 pub fn parse_client_frame(text: &str) -> Result<(Option<String>, ClientFrame), FrameError> {
-    if text.len() > MAX_CLIENT_FRAME_BYTES {
-        return Err(FrameError {
-            request_id: None,
-            code: ErrorCode::PayloadTooLarge,
-            message: format!("frame of {} bytes exceeds the limit of {MAX_CLIENT_FRAME_BYTES}", text.len()),
-        });
-    }
-    let mut value: serde_json::Value = serde_json::from_str(text).map_err(|err| FrameError {
-        request_id: None,
-        code: ErrorCode::BadJson,
-        message: format!("frame is not valid JSON: {err}"),
+    let too_large = |request_id| FrameError {
+        request_id,
+        code: ErrorCode::PayloadTooLarge,
+        message: format!("frame of {} bytes exceeds the limit of {MAX_CLIENT_FRAME_BYTES}", text.len()),
+    };
+    // The socket already bounds what is read; parsing an oversized frame only serves to
+    // answer it with its request id.
+    let mut value: serde_json::Value = serde_json::from_str(text).map_err(|err| {
+        if text.len() > MAX_CLIENT_FRAME_BYTES {
+            too_large(None)
+        } else {
+            FrameError {
+                request_id: None,
+                code: ErrorCode::BadJson,
+                message: format!("frame is not valid JSON: {err}"),
+            }
+        }
     })?;
     let object = value.as_object_mut().ok_or_else(|| FrameError {
         request_id: None,
@@ -130,6 +136,9 @@ pub fn parse_client_frame(text: &str) -> Result<(Option<String>, ClientFrame), F
             })
         }
     };
+    if text.len() > MAX_CLIENT_FRAME_BYTES {
+        return Err(too_large(request_id));
+    }
     let frame_type = object.get("type").and_then(|t| t.as_str()).map(str::to_owned);
     serde_json::from_value::<ClientFrame>(value).map(|frame| (request_id.clone(), frame)).map_err(|err| {
         let unknown = err.to_string().starts_with("unknown variant");
@@ -389,8 +398,9 @@ mod tests {
         assert_eq!(missing.code, ErrorCode::BadFrame);
         let bad_uuid = parse_client_frame(r#"{"type":"unsubscribe","channel_id":"nope"}"#).unwrap_err();
         assert_eq!(bad_uuid.code, ErrorCode::BadFrame);
-        let huge = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(MAX_CLIENT_FRAME_BYTES));
-        assert_eq!(parse_client_frame(&huge).unwrap_err().code, ErrorCode::PayloadTooLarge);
+        let huge = format!(r#"{{"id":"h","type":"ping","pad":"{}"}}"#, "x".repeat(MAX_CLIENT_FRAME_BYTES));
+        let too_large = parse_client_frame(&huge).unwrap_err();
+        assert_eq!((too_large.code, too_large.request_id.as_deref()), (ErrorCode::PayloadTooLarge, Some("h")));
     }
 
     #[test]

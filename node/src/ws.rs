@@ -114,15 +114,28 @@ where
         state.shutdown.clone(),
         state.clone(),
     ));
-    read_loop(&state, &auth, &session, stream).await;
-    session.stop(Some("socket closed".to_owned()));
+    match read_loop(&state, &auth, &session, stream).await {
+        // The session sets the close frame for the writer, then stops itself.
+        Some(close) => {
+            if session.cast(SessionMsg::Close(close)).is_err() {
+                debug!(%session_id, "session already gone");
+            }
+        }
+        None => session.stop(Some("socket closed".to_owned())),
+    }
     // The writer ends once the session's queue closes; do not wait on a dead peer for long.
     if tokio::time::timeout(Duration::from_secs(5), writer).await.is_err() {
         debug!(%session_id, "writer did not finish in time");
     }
 }
 
-async fn read_loop<R>(state: &AppState, auth: &AuthUser, session: &ActorRef<SessionMsg>, mut stream: R)
+/// Reads client frames until the socket ends (`None`) or the server must close it (`Some`).
+async fn read_loop<R>(
+    state: &AppState,
+    auth: &AuthUser,
+    session: &ActorRef<SessionMsg>,
+    mut stream: R,
+) -> Option<CloseFrame>
 where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
@@ -134,19 +147,15 @@ where
         let next = tokio::select! {
             next = tokio::time::timeout(idle_timeout, stream.next()) => next,
             () = &mut token_expiry => {
-                close_session(session, CLOSE_TOKEN_EXPIRED, "token expired, reconnect with a fresh token");
-                return;
+                return Some(close_frame(CLOSE_TOKEN_EXPIRED, "token expired, reconnect with a fresh token"));
             }
         };
         let message = match next {
-            Err(_) => {
-                close_session(session, CLOSE_IDLE_TIMEOUT, "idle timeout");
-                return;
-            }
-            Ok(None) => return,
+            Err(_) => return Some(close_frame(CLOSE_IDLE_TIMEOUT, "idle timeout")),
+            Ok(None) => return None,
             Ok(Some(Err(err))) => {
                 debug!(error = %err, "socket read failed");
-                return;
+                return None;
             }
             Ok(Some(Ok(message))) => message,
         };
@@ -154,26 +163,23 @@ where
             Message::Text(text) => {
                 state.metrics.frames_received.inc();
                 if session.cast(SessionMsg::Inbound(text.to_string())).is_err() {
-                    return;
+                    return None;
                 }
             }
             Message::Binary(_) => {
                 let err = RequestError::new(ErrorCode::BadFrame, "binary frames are not supported: send JSON text");
                 if session.cast(SessionMsg::Reply(ServerFrame::error(None, &err))).is_err() {
-                    return;
+                    return None;
                 }
             }
             Message::Ping(_) | Message::Pong(_) => {}
-            Message::Close(_) => return,
+            Message::Close(_) => return None,
         }
     }
 }
 
-fn close_session(session: &ActorRef<SessionMsg>, code: u16, reason: &str) {
-    let frame = CloseFrame { code, reason: reason.to_owned() };
-    if session.cast(SessionMsg::Close(frame)).is_err() {
-        debug!("session already gone");
-    }
+fn close_frame(code: u16, reason: &str) -> CloseFrame {
+    CloseFrame { code, reason: reason.to_owned() }
 }
 
 async fn write_loop<W>(

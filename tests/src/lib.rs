@@ -163,8 +163,7 @@ impl Api {
 
     /// As admin: creates a user and logs in as them.
     pub async fn add_user(&self, username: &str) -> Api {
-        let (status, answer) =
-            self.post("/v1/users", &json!({"username": username, "password": "password123"})).await;
+        let (status, answer) = self.post("/v1/users", &json!({"username": username, "password": "password123"})).await;
         assert_eq!(status, 201, "user created: {answer}");
         let login = json!({"company": self.company_slug, "username": username, "password": "password123"});
         let (status, answer) = Api::anonymous(&self.base).post("/v1/auth/login", &login).await;

@@ -23,7 +23,10 @@ async fn two_users_chat_live(backend: Backend) {
     // Typing is ephemeral and reaches the other member.
     alice_ws.ok(json!({"type":"typing_start","channel_id":channel})).await;
     let typing = bob_ws.next_of("typing").await;
-    assert_eq!((typing["active"].as_bool(), typing["user_id"].as_str()), (Some(true), Some(alice.user_id.to_string().as_str())));
+    assert_eq!(
+        (typing["active"].as_bool(), typing["user_id"].as_str()),
+        (Some(true), Some(alice.user_id.to_string().as_str()))
+    );
 
     // A message is acknowledged with its seq and delivered live; sending stops typing.
     let sent = alice_ws.ok(json!({"type":"send","channel_id":channel,"client_msg_id":"c1","body":"hi @bob"})).await;
@@ -43,7 +46,8 @@ async fn two_users_chat_live(backend: Backend) {
     assert_eq!(reply["parent_id"], message_id.as_str());
     let (status, _) = bob.put(&format!("/v1/channels/{channel}/messages/{message_id}/reactions/thumbsup")).await;
     assert_eq!(status, 200);
-    let (status, _) = alice.patch(&format!("/v1/channels/{channel}/messages/{message_id}"), &json!({"body":"hi all"})).await;
+    let (status, _) =
+        alice.patch(&format!("/v1/channels/{channel}/messages/{message_id}"), &json!({"body":"hi all"})).await;
     assert_eq!(status, 200);
     bob_ws.ok(json!({"type":"read","channel_id":channel,"seq":5})).await;
     let mut kinds = Vec::new();
@@ -72,7 +76,8 @@ async fn two_users_chat_live(backend: Backend) {
     let (status, again) = bob.post("/v1/dms", &json!({"user_id": alice.user_id})).await;
     assert_eq!((status, &again["channel"]["id"]), (200, &dm["channel"]["id"]), "one DM channel per pair");
     let dm_id = dm["channel"]["id"].as_str().unwrap();
-    let (status, _) = alice.post(&format!("/v1/channels/{dm_id}/messages"), &json!({"client_msg_id":"d1","body":"psst"})).await;
+    let (status, _) =
+        alice.post(&format!("/v1/channels/{dm_id}/messages"), &json!({"client_msg_id":"d1","body":"psst"})).await;
     assert_eq!(status, 201);
     let note = bob_ws.next_of("notification").await;
     assert_eq!((note["reason"].as_str(), note["message"]["body"].as_str()), (Some("direct_message"), Some("psst")));
@@ -96,7 +101,12 @@ async fn resume_after_disconnect_has_no_gap_and_no_duplicate(backend: Backend) {
     let mut bob_ws = bob.connect().await;
     bob_ws.ok(json!({"type":"subscribe","channel_id":channel})).await;
     for n in 1..=3 {
-        admin.post(&format!("/v1/channels/{channel}/messages"), &json!({"client_msg_id":format!("a{n}"),"body":n.to_string()})).await;
+        admin
+            .post(
+                &format!("/v1/channels/{channel}/messages"),
+                &json!({"client_msg_id":format!("a{n}"),"body":n.to_string()}),
+            )
+            .await;
     }
     let mut last_seen = 0;
     for _ in 0..3 {
@@ -106,12 +116,16 @@ async fn resume_after_disconnect_has_no_gap_and_no_duplicate(backend: Backend) {
 
     for n in 4..=10 {
         let (status, _) = admin
-            .post(&format!("/v1/channels/{channel}/messages"), &json!({"client_msg_id":format!("a{n}"),"body":n.to_string()}))
+            .post(
+                &format!("/v1/channels/{channel}/messages"),
+                &json!({"client_msg_id":format!("a{n}"),"body":n.to_string()}),
+            )
             .await;
         assert_eq!(status, 201);
     }
     let mut bob_ws = bob.connect().await;
-    let (answer, replayed) = bob_ws.request(json!({"type":"subscribe","channel_id":channel,"last_seq":last_seen})).await;
+    let (answer, replayed) =
+        bob_ws.request(json!({"type":"subscribe","channel_id":channel,"last_seq":last_seen})).await;
     assert_eq!(answer["type"], "ok");
     let mut seqs: Vec<i64> = replayed.iter().map(|frame| frame["seq"].as_i64().unwrap()).collect();
     admin.post(&format!("/v1/channels/{channel}/messages"), &json!({"client_msg_id":"live","body":"live"})).await;
@@ -134,7 +148,12 @@ async fn history_pages_both_ways(backend: Backend) {
     let admin = node.company("pages").await;
     let channel = admin.channel("log", false).await;
     for n in 1..=25 {
-        admin.post(&format!("/v1/channels/{channel}/messages"), &json!({"client_msg_id":n.to_string(),"body":n.to_string()})).await;
+        admin
+            .post(
+                &format!("/v1/channels/{channel}/messages"),
+                &json!({"client_msg_id":n.to_string(),"body":n.to_string()}),
+            )
+            .await;
     }
     let seqs = |page: &serde_json::Value| -> Vec<i64> {
         page["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect()

@@ -424,7 +424,7 @@ impl ChannelStore for Db {
             tx.rollback().await.map_err(classify)?;
             let earlier = self.message_by_client_id(message.channel_id, &message.client_msg_id).await?;
             return earlier
-                .map(AppendOutcome::Duplicate)
+                .map(|earlier| AppendOutcome::Duplicate(Box::new(earlier)))
                 .ok_or_else(|| StoreError::Unknown("duplicate client_msg_id vanished".to_owned()));
         }
         let event = ChannelEvent::MessageNew { message: message.clone() };
