@@ -1,0 +1,1 @@
+//! Membership with openraft: to be written.
