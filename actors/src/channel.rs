@@ -19,12 +19,13 @@ use crate::protocol::{
     now_millis, parse_mentions, ChannelEvent, ChannelSeq, ErrorCode, MessageView, NotificationReason, ReadCursor,
     RequestError, ServerFrame, MAX_ATTACHMENTS, MAX_BODY_BYTES, MAX_EMOJI_BYTES,
 };
-use crate::session::{Delivery, SessionSink};
+use crate::routing::{ChannelAnswer, ChannelRequest, NodeId, SessionAddr};
+use crate::session::{fan_out, Delivery, SessionSink};
 
 pub type Reply<T> = RpcReplyPort<Result<T, RequestError>>;
 
 /// What a new message carries from the client.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MessageDraft {
     pub client_msg_id: String,
     pub body: String,
@@ -33,7 +34,7 @@ pub struct MessageDraft {
 }
 
 /// The answer to a subscription: where the channel stands now.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SubscribeAnswer {
     pub channel_id: Uuid,
     pub head_seq: ChannelSeq,
@@ -42,60 +43,13 @@ pub struct SubscribeAnswer {
 }
 
 pub enum ChannelMsg {
-    Subscribe {
-        caller: Caller,
-        sink: SessionSink,
-        reply: Reply<SubscribeAnswer>,
+    /// A request from a session or an HTTP handler, local or from another node.
+    Request {
+        request: ChannelRequest,
+        reply: Reply<ChannelAnswer>,
     },
-    Unsubscribe {
-        session_id: Uuid,
-    },
-    Send {
-        caller: Caller,
-        draft: MessageDraft,
-        reply: Reply<MessageView>,
-    },
-    Edit {
-        caller: Caller,
-        message_id: Uuid,
-        body: String,
-        reply: Reply<ChannelSeq>,
-    },
-    Delete {
-        caller: Caller,
-        message_id: Uuid,
-        reply: Reply<ChannelSeq>,
-    },
-    React {
-        caller: Caller,
-        message_id: Uuid,
-        emoji: String,
-        add: bool,
-        reply: Reply<Option<ChannelSeq>>,
-    },
-    Read {
-        caller: Caller,
-        seq: ChannelSeq,
-        reply: Reply<ChannelSeq>,
-    },
-    Typing {
-        caller: Caller,
-        active: bool,
-        reply: Reply<()>,
-    },
-    Join {
-        caller: Caller,
-        reply: Reply<Option<ChannelSeq>>,
-    },
-    AddMember {
-        caller: Caller,
-        user_id: Uuid,
-        reply: Reply<Option<ChannelSeq>>,
-    },
-    Leave {
-        caller: Caller,
-        reply: Reply<Option<ChannelSeq>>,
-    },
+    /// These nodes left the cluster: forget their sessions.
+    DropNodes(Vec<NodeId>),
     /// Ends a typing indicator nobody refreshed; `generation` guards against a newer refresh.
     ExpireTyping {
         user_id: Uuid,
@@ -176,7 +130,7 @@ impl ChannelState {
     /// Sends one frame to every subscriber; subscribers whose session is gone are dropped.
     fn broadcast(&mut self, seq: Option<ChannelSeq>, frame: &ServerFrame) {
         let delivery = Delivery { channel_id: Some(self.snapshot.channel_id), seq, text: Arc::from(frame.to_text()) };
-        self.subscribers.retain(|_, sink| sink.deliver(delivery.clone()));
+        fan_out(&mut self.subscribers, &delivery);
     }
 
     fn broadcast_event(&mut self, seq: ChannelSeq, event: ChannelEvent) {
@@ -303,44 +257,15 @@ impl Actor for ChannelActor {
         msg: ChannelMsg,
         state: &mut ChannelState,
     ) -> Result<(), ActorProcessingErr> {
-        if !matches!(msg, ChannelMsg::IdleCheck | ChannelMsg::ExpireTyping { .. }) {
+        if matches!(msg, ChannelMsg::Request { .. }) {
             state.last_activity = Instant::now();
         }
         let after = match msg {
-            ChannelMsg::Subscribe { caller, sink, reply } => {
-                reply_to(reply, subscribe(state, caller, sink));
+            ChannelMsg::Request { request, reply } => self.serve(&myself, state, request, reply).await,
+            ChannelMsg::DropNodes(nodes) => {
+                state.subscribers.retain(|_, sink| !nodes.contains(&sink.addr.node));
                 After::Continue
             }
-            ChannelMsg::Unsubscribe { session_id } => {
-                state.subscribers.remove(&session_id);
-                After::Continue
-            }
-            ChannelMsg::Send { caller, draft, reply } => respond(reply, send_message(state, caller, draft).await),
-            ChannelMsg::Edit { caller, message_id, body, reply } => {
-                respond(reply, edit_message(state, caller, message_id, body).await)
-            }
-            ChannelMsg::Delete { caller, message_id, reply } => {
-                respond(reply, delete_message(state, caller, message_id).await)
-            }
-            ChannelMsg::React { caller, message_id, emoji, add, reply } => {
-                respond(reply, react(state, caller, message_id, emoji, add).await)
-            }
-            ChannelMsg::Read { caller, seq, reply } => respond(reply, mark_read(state, caller, seq).await),
-            ChannelMsg::Typing { caller, active, reply } => {
-                let outcome = state.check_member(&caller).map(|()| state.set_typing(caller.user_id, active));
-                if let Ok(Some(generation)) = outcome {
-                    let user_id = caller.user_id;
-                    myself
-                        .send_after(state.config.typing_ttl, move || ChannelMsg::ExpireTyping { user_id, generation });
-                }
-                reply_to(reply, outcome.map(|_| ()));
-                After::Continue
-            }
-            ChannelMsg::Join { caller, reply } => respond(reply, join(state, caller).await),
-            ChannelMsg::AddMember { caller, user_id, reply } => {
-                respond(reply, add_member(state, caller, user_id).await)
-            }
-            ChannelMsg::Leave { caller, reply } => respond(reply, leave(state, caller).await),
             ChannelMsg::ExpireTyping { user_id, generation } => {
                 if state.typing.get(&user_id) == Some(&generation) {
                     state.set_typing(user_id, false);
@@ -359,6 +284,59 @@ impl Actor for ChannelActor {
             myself.stop(Some("reload after uncertain write".to_owned()));
         }
         Ok(())
+    }
+}
+
+impl ChannelActor {
+    async fn serve(
+        &self,
+        myself: &ActorRef<ChannelMsg>,
+        state: &mut ChannelState,
+        request: ChannelRequest,
+        reply: Reply<ChannelAnswer>,
+    ) -> After {
+        match request {
+            ChannelRequest::Subscribe { caller, session } => {
+                reply_to(reply, subscribe(state, caller, session).map(ChannelAnswer::Subscribed));
+                After::Continue
+            }
+            ChannelRequest::Unsubscribe { session_id } => {
+                state.subscribers.remove(&session_id);
+                reply_to(reply, Ok(ChannelAnswer::Done));
+                After::Continue
+            }
+            ChannelRequest::Send { caller, draft } => {
+                let outcome = send_message(state, caller, draft).await;
+                respond(reply, outcome.map(|message| ChannelAnswer::Message(Box::new(message))))
+            }
+            ChannelRequest::Edit { caller, message_id, body } => {
+                respond(reply, edit_message(state, caller, message_id, body).await.map(ChannelAnswer::Seq))
+            }
+            ChannelRequest::Delete { caller, message_id } => {
+                respond(reply, delete_message(state, caller, message_id).await.map(ChannelAnswer::Seq))
+            }
+            ChannelRequest::React { caller, message_id, emoji, add } => {
+                respond(reply, react(state, caller, message_id, emoji, add).await.map(ChannelAnswer::MaybeSeq))
+            }
+            ChannelRequest::Read { caller, seq } => {
+                respond(reply, mark_read(state, caller, seq).await.map(ChannelAnswer::Seq))
+            }
+            ChannelRequest::Typing { caller, active } => {
+                let outcome = state.check_member(&caller).map(|()| state.set_typing(caller.user_id, active));
+                if let Ok(Some(generation)) = outcome {
+                    let user_id = caller.user_id;
+                    myself
+                        .send_after(state.config.typing_ttl, move || ChannelMsg::ExpireTyping { user_id, generation });
+                }
+                reply_to(reply, outcome.map(|_| ChannelAnswer::Done));
+                After::Continue
+            }
+            ChannelRequest::Join { caller } => respond(reply, join(state, caller).await.map(ChannelAnswer::MaybeSeq)),
+            ChannelRequest::AddMember { caller, user_id } => {
+                respond(reply, add_member(state, caller, user_id).await.map(ChannelAnswer::MaybeSeq))
+            }
+            ChannelRequest::Leave { caller } => respond(reply, leave(state, caller).await.map(ChannelAnswer::MaybeSeq)),
+        }
     }
 }
 
@@ -391,12 +369,16 @@ fn refuse<T>(err: RequestError) -> Outcome<T> {
     Err((err, false))
 }
 
-fn subscribe(state: &mut ChannelState, caller: Caller, sink: SessionSink) -> Result<SubscribeAnswer, RequestError> {
+fn subscribe(state: &mut ChannelState, caller: Caller, session: SessionAddr) -> Result<SubscribeAnswer, RequestError> {
     state.check_member(&caller)?;
-    if state.subscribers.len() >= state.config.max_subscribers && !state.subscribers.contains_key(&sink.session_id) {
+    if session.user_id != caller.user_id {
+        return Err(RequestError::new(ErrorCode::Forbidden, "a session subscribes for its own user"));
+    }
+    if state.subscribers.len() >= state.config.max_subscribers && !state.subscribers.contains_key(&session.session_id) {
         return Err(RequestError::new(ErrorCode::Unavailable, "channel has too many live subscribers"));
     }
-    state.subscribers.insert(sink.session_id, sink);
+    let sink: SessionSink = state.directory.sink(session).ok_or_else(|| RequestError::not_found("session"))?;
+    state.subscribers.insert(session.session_id, sink);
     Ok(SubscribeAnswer {
         channel_id: state.channel_id(),
         head_seq: state.snapshot.head_seq,
@@ -636,7 +618,7 @@ async fn leave(state: &mut ChannelState, caller: Caller) -> Outcome<Option<Chann
     let user_id = caller.user_id;
     let seq = record(state, Mutation::RemoveMember { user_id }, ChannelEvent::MemberLeft { user_id }).await?;
     state.snapshot.members.retain(|member| member.user_id != user_id);
-    state.subscribers.retain(|_, sink| sink.user_id != user_id);
+    state.subscribers.retain(|_, sink| sink.addr.user_id != user_id);
     state.set_typing(user_id, false);
     Ok(seq)
 }

@@ -1,33 +1,44 @@
-//! The directory of virtual actors on this node: a message to a channel or user that has no
-//! running actor spawns one (state reloaded from the ports), and idle actors stop by themselves.
+//! The directory of virtual actors: a request to a channel or user goes to its owner (this
+//! node or another, as the cluster's placement says); on the owner, a key with no running
+//! actor spawns one (state reloaded from the ports), and idle actors stop by themselves.
 //!
 //! # Supervision tree
 //! ```text
 //! HomeSupervisor            one per node; restarts nothing, forgets what ended
-//! ├── ChannelActor *        spawned on demand, linked; ends when idle or after an uncertain write
-//! └── UserActor *           spawned on demand, linked; ends when idle
+//! ├── ChannelActor *        spawned on demand, linked; ends when idle, after an uncertain
+//! │                         write, or when a membership change moves it to another node
+//! └── UserActor *           spawned on demand, linked; ends when idle or moved
 //! SessionActor *            not linked: it lives and dies with its socket
 //! ```
 //! When a linked actor ends (stopped or panicked) the supervisor removes it from the
 //! directory, so the next message spawns a fresh one that reloads its state.
 //!
-//! **Invariant:** at most one running actor per key on a node: spawning happens under the
-//! key's slot lock.
+//! **Invariant:** at most one running actor per key on a node (spawns happen under the key's
+//! slot lock), and a node serves a key only while placement says it owns it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+mod slots;
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::concurrency::oneshot;
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
-use tracing::{debug, error, warn};
+use ractor::{Actor, ActorRef, RpcReplyPort};
+use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
-use crate::channel::{ChannelActor, ChannelArgs, ChannelConfig, ChannelMsg, Reply};
+use crate::channel::{ChannelActor, ChannelArgs, ChannelConfig, ChannelMsg};
 use crate::ports::{Ports, StoreError};
-use crate::protocol::RequestError;
-use crate::session::cast_failed;
+use crate::protocol::{ErrorCode, RequestError};
+use crate::routing::{
+    ActorKey, ChannelAnswer, ChannelRequest, Cluster, NodeId, RemoteAnswer, RemoteRequest, SessionAddr, UserAnswer,
+    UserRequest,
+};
+use crate::session::{cast_failed, SessionMsg, SessionSink, SinkRoute};
 use crate::user::{UserActor, UserArgs, UserMsg};
+use slots::{is_running, HomeSupervisor, Slots};
 
 #[derive(Debug, Clone, Copy)]
 pub struct DirectoryConfig {
@@ -41,79 +52,19 @@ impl Default for DirectoryConfig {
     }
 }
 
-type Slot<M> = Arc<tokio::sync::Mutex<Option<ActorRef<M>>>>;
+/// An answer still on its way.
+pub type Pending<T> = Pin<Box<dyn Future<Output = Result<T, RequestError>> + Send>>;
 
-/// Running actors of one kind, by key.
-struct Slots<M> {
-    by_key: Mutex<HashMap<Uuid, Slot<M>>>,
-    keys: Mutex<HashMap<ActorId, Uuid>>,
-}
-
-impl<M: ractor::Message> Slots<M> {
-    fn new() -> Self {
-        Self { by_key: Mutex::new(HashMap::new()), keys: Mutex::new(HashMap::new()) }
-    }
-
-    fn slot(&self, key: Uuid) -> Slot<M> {
-        self.by_key.lock().unwrap().entry(key).or_default().clone()
-    }
-
-    fn find(&self, key: Uuid) -> Option<ActorRef<M>> {
-        let slot = self.by_key.lock().unwrap().get(&key).cloned()?;
-        let guard = slot.try_lock().ok()?;
-        guard.as_ref().filter(|actor| is_running(actor.get_cell())).cloned()
-    }
-
-    /// Drops the slot of `key` if nobody else holds it and it has no actor.
-    fn release(&self, key: Uuid, slot: Slot<M>) {
-        let mut by_key = self.by_key.lock().unwrap();
-        // One reference in the map, one in `slot`: nobody else is waiting on it.
-        if Arc::strong_count(&slot) == 2 && slot.try_lock().map(|guard| guard.is_none()).unwrap_or(false) {
-            by_key.remove(&key);
-        }
-    }
-
-    fn forget(&self, actor_id: ActorId) -> bool {
-        let Some(key) = self.keys.lock().unwrap().remove(&actor_id) else {
-            return false;
-        };
-        let mut by_key = self.by_key.lock().unwrap();
-        let Some(slot) = by_key.get(&key).cloned() else {
-            return true;
-        };
-        let cleared = match slot.try_lock() {
-            Ok(mut guard) if guard.as_ref().map(|actor| actor.get_id()) == Some(actor_id) => {
-                *guard = None;
-                true
-            }
-            _ => false,
-        };
-        // One reference in the map, one here: nobody is waiting to spawn into it.
-        if cleared && Arc::strong_count(&slot) == 2 {
-            by_key.remove(&key);
-        }
-        true
-    }
-
-    fn running(&self) -> Vec<ActorRef<M>> {
-        let slots: Vec<Slot<M>> = self.by_key.lock().unwrap().values().cloned().collect();
-        slots.iter().filter_map(|slot| slot.try_lock().ok().and_then(|guard| guard.clone())).collect()
-    }
-
-    fn len(&self) -> usize {
-        self.keys.lock().unwrap().len()
-    }
-}
-
-fn is_running(cell: ActorCell) -> bool {
-    matches!(cell.get_status(), ActorStatus::Running | ActorStatus::Starting | ActorStatus::Upgrading)
-}
+/// The message of a refusal by a node that does not own the key; the sender retries.
+const NOT_OWNER: &str = "this node does not own the actor (membership is changing), retry";
 
 struct Inner {
     ports: Ports,
     config: DirectoryConfig,
+    cluster: Arc<dyn Cluster>,
     channels: Slots<ChannelMsg>,
     users: Slots<UserMsg>,
+    sessions: Mutex<HashMap<Uuid, ActorRef<SessionMsg>>>,
     supervisor: Mutex<Option<ActorRef<()>>>,
 }
 
@@ -128,6 +79,7 @@ pub struct Directory {
 pub struct DirectoryStats {
     pub channels: usize,
     pub users: usize,
+    pub sessions: usize,
 }
 
 fn store_unavailable(err: StoreError) -> RequestError {
@@ -135,33 +87,263 @@ fn store_unavailable(err: StoreError) -> RequestError {
     RequestError::unavailable()
 }
 
+fn not_owner() -> RequestError {
+    RequestError::new(ErrorCode::Unavailable, NOT_OWNER)
+}
+
+fn is_not_owner(err: &RequestError) -> bool {
+    err.code == ErrorCode::Unavailable && err.message == NOT_OWNER
+}
+
+/// Waits for a local actor's answer.
+fn local_answer<T: Send + 'static>(rx: ractor::concurrency::OneshotReceiver<Result<T, RequestError>>) -> Pending<T> {
+    Box::pin(async move { rx.await.map_err(|_| RequestError::unavailable())? })
+}
+
 impl Directory {
-    pub async fn start(ports: Ports, config: DirectoryConfig) -> Result<Self, ractor::SpawnErr> {
+    pub async fn start(
+        ports: Ports,
+        config: DirectoryConfig,
+        cluster: Arc<dyn Cluster>,
+    ) -> Result<Self, ractor::SpawnErr> {
         let inner = Arc::new(Inner {
             ports,
             config,
+            cluster,
             channels: Slots::new(),
             users: Slots::new(),
+            sessions: Mutex::new(HashMap::new()),
             supervisor: Mutex::new(None),
         });
         let (supervisor, _) = Actor::spawn(None, HomeSupervisor, Arc::downgrade(&inner)).await?;
         *inner.supervisor.lock().unwrap() = Some(supervisor);
-        Ok(Self { inner })
+        let directory = Self { inner };
+        directory.follow_membership();
+        Ok(directory)
     }
 
     pub fn ports(&self) -> &Ports {
         &self.inner.ports
     }
 
-    pub fn stats(&self) -> DirectoryStats {
-        DirectoryStats { channels: self.inner.channels.len(), users: self.inner.users.len() }
+    pub fn this_node(&self) -> NodeId {
+        self.inner.cluster.this_node()
     }
 
-    fn supervisor(&self) -> Result<ActorCell, RequestError> {
+    pub fn stats(&self) -> DirectoryStats {
+        DirectoryStats {
+            channels: self.inner.channels.len(),
+            users: self.inner.users.len(),
+            sessions: self.inner.sessions.lock().unwrap().len(),
+        }
+    }
+
+    pub fn register_session(&self, session_id: Uuid, actor: ActorRef<SessionMsg>) {
+        self.inner.sessions.lock().unwrap().insert(session_id, actor);
+    }
+
+    pub fn unregister_session(&self, session_id: Uuid) {
+        self.inner.sessions.lock().unwrap().remove(&session_id);
+    }
+
+    /// How to reach a session: directly if it lives here, through the cluster otherwise.
+    pub fn sink(&self, addr: SessionAddr) -> Option<SessionSink> {
+        if addr.node == self.this_node() {
+            let actor = self.inner.sessions.lock().unwrap().get(&addr.session_id).cloned()?;
+            Some(SessionSink::local(addr, actor))
+        } else {
+            Some(SessionSink { addr, route: SinkRoute::Remote(self.inner.cluster.clone()) })
+        }
+    }
+
+    /// Hands a delivery from another node to local sessions.
+    pub fn deliver_local(&self, session_ids: &[Uuid], delivery: crate::session::Delivery) {
+        let sessions = self.inner.sessions.lock().unwrap();
+        for session_id in session_ids {
+            if let Some(session) = sessions.get(session_id) {
+                if session.cast(SessionMsg::Deliver(delivery.clone())).is_err() {
+                    debug!(%session_id, "session ended before a delivery");
+                }
+            }
+        }
+    }
+
+    fn supervisor(&self) -> Result<ractor::ActorCell, RequestError> {
         self.inner.supervisor.lock().unwrap().as_ref().map(|s| s.get_cell()).ok_or_else(RequestError::unavailable)
     }
 
-    /// The running channel actor, spawned if needed. Unknown channels are `not_found`.
+    fn owner(&self, key: ActorKey) -> Result<NodeId, RequestError> {
+        self.inner.cluster.owner(key).ok_or_else(RequestError::unavailable)
+    }
+
+    /// Sends a request to the channel's owner, in order; the result resolves to its answer.
+    pub async fn send_channel(
+        &self,
+        channel_id: Uuid,
+        request: ChannelRequest,
+    ) -> Result<Pending<ChannelAnswer>, RequestError> {
+        let mut attempt = 0;
+        loop {
+            let owner = self.owner(ActorKey::Channel(channel_id))?;
+            if owner == self.this_node() {
+                return self.send_local_channel(channel_id, request).await;
+            }
+            match self.inner.cluster.request(owner, RemoteRequest::Channel { channel_id, request: request.clone() }) {
+                Ok(rx) => {
+                    return Ok(Box::pin(async move {
+                        match rx.await.map_err(|_| RequestError::unavailable())?? {
+                            RemoteAnswer::Channel(answer) => Ok(answer),
+                            RemoteAnswer::User(_) => Err(RequestError::internal()),
+                        }
+                    }))
+                }
+                Err(err) if attempt < 3 => {
+                    attempt += 1;
+                    debug!(%channel_id, owner, error = %err, attempt, "owner unreachable, retrying after the view settles");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    async fn send_local_channel(
+        &self,
+        channel_id: Uuid,
+        request: ChannelRequest,
+    ) -> Result<Pending<ChannelAnswer>, RequestError> {
+        let (tx, rx) = oneshot();
+        let msg = ChannelMsg::Request { request, reply: RpcReplyPort::from(tx) };
+        let actor = self.channel(channel_id).await?;
+        if let Err(err) = actor.cast(msg) {
+            let msg = cast_failed(err).ok_or_else(RequestError::unavailable)?;
+            debug!(%channel_id, "channel stopped under us, respawning");
+            self.channel(channel_id).await?.cast(msg).map_err(|_| RequestError::unavailable())?;
+        }
+        Ok(local_answer(rx))
+    }
+
+    /// Asks the channel's owner and waits at most `timeout`; retries while ownership moves.
+    pub async fn ask_channel(
+        &self,
+        channel_id: Uuid,
+        request: ChannelRequest,
+        timeout: Duration,
+    ) -> Result<ChannelAnswer, RequestError> {
+        for attempt in 0u64..4 {
+            let pending = self.send_channel(channel_id, request.clone()).await?;
+            match tokio::time::timeout(timeout, pending).await {
+                Ok(Err(err)) if is_not_owner(&err) && attempt < 3 => {
+                    tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+                }
+                Ok(answer) => return answer,
+                Err(_) => return Err(RequestError::unavailable()),
+            }
+        }
+        Err(RequestError::unavailable())
+    }
+
+    /// Fire and forget, for requests whose answer nobody needs (unsubscribe).
+    pub fn tell_channel(&self, channel_id: Uuid, request: ChannelRequest) {
+        let directory = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = directory.send_channel(channel_id, request).await {
+                debug!(%channel_id, error = %err, "channel notice not sent");
+            }
+        });
+    }
+
+    pub async fn send_user(&self, user_id: Uuid, request: UserRequest) -> Result<Pending<UserAnswer>, RequestError> {
+        let owner = self.owner(ActorKey::User(user_id))?;
+        if owner != self.this_node() {
+            let rx = self.inner.cluster.request(owner, RemoteRequest::User { user_id, request })?;
+            return Ok(Box::pin(async move {
+                match rx.await.map_err(|_| RequestError::unavailable())?? {
+                    RemoteAnswer::User(answer) => Ok(answer),
+                    RemoteAnswer::Channel(_) => Err(RequestError::internal()),
+                }
+            }));
+        }
+        let (tx, rx) = oneshot();
+        let msg = UserMsg::Request { request, reply: RpcReplyPort::from(tx) };
+        let actor = self.user(user_id).await?;
+        if let Err(err) = actor.cast(msg) {
+            let msg = cast_failed(err).ok_or_else(RequestError::unavailable)?;
+            self.user(user_id).await?.cast(msg).map_err(|_| RequestError::unavailable())?;
+        }
+        Ok(local_answer(rx))
+    }
+
+    pub async fn ask_user(
+        &self,
+        user_id: Uuid,
+        request: UserRequest,
+        timeout: Duration,
+    ) -> Result<UserAnswer, RequestError> {
+        for attempt in 0u64..4 {
+            let pending = self.send_user(user_id, request.clone()).await?;
+            match tokio::time::timeout(timeout, pending).await {
+                Ok(Err(err)) if is_not_owner(&err) && attempt < 3 => {
+                    tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+                }
+                Ok(answer) => return answer,
+                Err(_) => return Err(RequestError::unavailable()),
+            }
+        }
+        Err(RequestError::unavailable())
+    }
+
+    pub fn tell_user(&self, user_id: Uuid, request: UserRequest) {
+        let directory = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = directory.send_user(user_id, request).await {
+                debug!(%user_id, error = %err, "user notice not sent");
+            }
+        });
+    }
+
+    /// Delivers `text` to every live session of the user; returns how many took it.
+    pub async fn notify_user(&self, user_id: Uuid, text: &str) -> Result<usize, RequestError> {
+        let request = UserRequest::Notify { text: text.to_owned() };
+        match self.ask_user(user_id, request, Duration::from_secs(10)).await? {
+            UserAnswer::Delivered(count) => Ok(count),
+            _ => Err(RequestError::internal()),
+        }
+    }
+
+    /// Like [`Self::notify_user`] without waiting: for actors that must not block on another.
+    pub fn notify_user_later(&self, user_id: Uuid, text: Arc<str>) {
+        let directory = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = directory.notify_user(user_id, &text).await {
+                warn!(%user_id, error = %err, "notification not delivered");
+            }
+        });
+    }
+
+    /// Serves a request from another node, if this node owns the actor. The request is handed
+    /// to the actor before this returns, so requests keep their arrival order.
+    pub async fn serve_remote(&self, request: RemoteRequest) -> Result<Pending<RemoteAnswer>, RequestError> {
+        let key = match &request {
+            RemoteRequest::Channel { channel_id, .. } => ActorKey::Channel(*channel_id),
+            RemoteRequest::User { user_id, .. } => ActorKey::User(*user_id),
+        };
+        if self.inner.cluster.owner(key) != Some(self.this_node()) {
+            return Err(not_owner());
+        }
+        match request {
+            RemoteRequest::Channel { channel_id, request } => {
+                let pending = self.send_local_channel(channel_id, request).await?;
+                Ok(Box::pin(async move { pending.await.map(RemoteAnswer::Channel) }))
+            }
+            RemoteRequest::User { user_id, request } => {
+                let pending = self.send_user(user_id, request).await?;
+                Ok(Box::pin(async move { pending.await.map(RemoteAnswer::User) }))
+            }
+        }
+    }
+
+    /// The running channel actor on this node, spawned if needed. Unknown channels are `not_found`.
     pub async fn channel(&self, channel_id: Uuid) -> Result<ActorRef<ChannelMsg>, RequestError> {
         let slot = self.inner.channels.slot(channel_id);
         let result = {
@@ -205,33 +387,7 @@ impl Directory {
         self.inner.channels.find(channel_id)
     }
 
-    /// Casts to the channel, respawning it once if it stopped between lookup and send.
-    pub async fn cast_channel(&self, channel_id: Uuid, msg: ChannelMsg) -> Result<(), RequestError> {
-        let actor = self.channel(channel_id).await?;
-        let Err(err) = actor.cast(msg) else {
-            return Ok(());
-        };
-        let msg = cast_failed(err).ok_or_else(RequestError::unavailable)?;
-        debug!(%channel_id, "channel stopped under us, respawning");
-        self.channel(channel_id).await?.cast(msg).map_err(|_| RequestError::unavailable())
-    }
-
-    /// Asks the channel and waits for its answer at most `timeout`.
-    pub async fn ask_channel<T: Send + 'static>(
-        &self,
-        channel_id: Uuid,
-        timeout: Duration,
-        build: impl FnOnce(Reply<T>) -> ChannelMsg,
-    ) -> Result<T, RequestError> {
-        let (tx, rx) = oneshot();
-        self.cast_channel(channel_id, build(RpcReplyPort::from(tx))).await?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) | Err(_) => Err(RequestError::unavailable()),
-        }
-    }
-
-    /// The running user actor, spawned if needed. Unknown users are `not_found`.
+    /// The running user actor on this node, spawned if needed. Unknown users are `not_found`.
     pub async fn user(&self, user_id: Uuid) -> Result<ActorRef<UserMsg>, RequestError> {
         let slot = self.inner.users.slot(user_id);
         let result = {
@@ -267,6 +423,7 @@ impl Directory {
             None
         });
         let args = UserArgs {
+            directory: self.clone(),
             user_id,
             company_id,
             last,
@@ -284,93 +441,64 @@ impl Directory {
         self.inner.users.find(user_id)
     }
 
-    pub async fn ask_user<T: Send + 'static>(
-        &self,
-        user_id: Uuid,
-        timeout: Duration,
-        build: impl FnOnce(Reply<T>) -> UserMsg,
-    ) -> Result<T, RequestError> {
-        let (tx, rx) = oneshot();
-        let msg = build(RpcReplyPort::from(tx));
-        let actor = self.user(user_id).await?;
-        if let Err(err) = actor.cast(msg) {
-            let msg = cast_failed(err).ok_or_else(RequestError::unavailable)?;
-            self.user(user_id).await?.cast(msg).map_err(|_| RequestError::unavailable())?;
-        }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) | Err(_) => Err(RequestError::unavailable()),
-        }
-    }
-
-    /// Delivers `text` to every live session of the user; returns how many took it.
-    pub async fn notify_user(&self, user_id: Uuid, text: Arc<str>) -> Result<usize, RequestError> {
-        let (tx, rx) = oneshot();
-        let actor = self.user(user_id).await?;
-        actor
-            .cast(UserMsg::Notify { text, reply: Some(RpcReplyPort::from(tx)) })
-            .map_err(|_| RequestError::unavailable())?;
-        rx.await.map_err(|_| RequestError::unavailable())
-    }
-
-    /// Like [`Self::notify_user`] without waiting: for actors that must not block on another.
-    pub fn notify_user_later(&self, user_id: Uuid, text: Arc<str>) {
-        let directory = self.clone();
+    /// Follows membership epochs: stops actors that moved away, drops sessions of departed
+    /// nodes, and tells local sessions to subscribe again.
+    fn follow_membership(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let mut epochs = self.inner.cluster.epochs();
+        let mut members: BTreeSet<NodeId> = self.inner.cluster.members().into_iter().collect();
         tokio::spawn(async move {
-            if let Err(err) = directory.notify_user(user_id, text).await {
-                warn!(%user_id, error = %err, "notification not delivered");
+            while epochs.changed().await.is_ok() {
+                let Some(inner) = weak.upgrade() else { return };
+                let directory = Directory { inner };
+                let now: BTreeSet<NodeId> = directory.inner.cluster.members().into_iter().collect();
+                let departed: Vec<NodeId> = members.difference(&now).copied().collect();
+                members = now;
+                directory.on_membership_change(departed);
             }
         });
     }
 
+    fn on_membership_change(&self, departed: Vec<NodeId>) {
+        let this = self.this_node();
+        let cluster = &self.inner.cluster;
+        let mut moved = 0;
+        for (channel_id, actor) in self.inner.channels.running() {
+            if cluster.owner(ActorKey::Channel(channel_id)) != Some(this) {
+                actor.stop(Some("moved to another node".to_owned()));
+                moved += 1;
+            } else if !departed.is_empty() && actor.cast(ChannelMsg::DropNodes(departed.clone())).is_err() {
+                debug!(%channel_id, "channel stopped");
+            }
+        }
+        for (user_id, actor) in self.inner.users.running() {
+            if cluster.owner(ActorKey::User(user_id)) != Some(this) {
+                actor.stop(Some("moved to another node".to_owned()));
+                moved += 1;
+            } else if !departed.is_empty() && actor.cast(UserMsg::DropNodes(departed.clone())).is_err() {
+                debug!(%user_id, "user actor stopped");
+            }
+        }
+        let sessions: Vec<ActorRef<SessionMsg>> = self.inner.sessions.lock().unwrap().values().cloned().collect();
+        for session in &sessions {
+            if session.cast(SessionMsg::Rehome).is_err() {
+                debug!("session ended before rehome");
+            }
+        }
+        info!(moved, sessions = sessions.len(), ?departed, "membership changed, actors rehomed");
+    }
+
     /// Stops every actor of the directory and its supervisor.
     pub async fn shutdown(&self) {
-        for channel in self.inner.channels.running() {
+        for (_, channel) in self.inner.channels.running() {
             channel.stop(Some("shutdown".to_owned()));
         }
-        for user in self.inner.users.running() {
+        for (_, user) in self.inner.users.running() {
             user.stop(Some("shutdown".to_owned()));
         }
         let supervisor = self.inner.supervisor.lock().unwrap().take();
         if let Some(supervisor) = supervisor {
             supervisor.stop(Some("shutdown".to_owned()));
         }
-    }
-}
-
-/// Watches the directory's actors and forgets those that end.
-struct HomeSupervisor;
-
-impl Actor for HomeSupervisor {
-    type Msg = ();
-    type State = Weak<Inner>;
-    type Arguments = Weak<Inner>;
-
-    async fn pre_start(&self, _myself: ActorRef<()>, inner: Weak<Inner>) -> Result<Weak<Inner>, ActorProcessingErr> {
-        Ok(inner)
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _myself: ActorRef<()>,
-        event: SupervisionEvent,
-        inner: &mut Weak<Inner>,
-    ) -> Result<(), ActorProcessingErr> {
-        let Some(inner) = inner.upgrade() else {
-            return Ok(());
-        };
-        let (cell, failure) = match event {
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason.map(|r| format!("stopped: {r}"))),
-            SupervisionEvent::ActorFailed(cell, err) => (cell, Some(format!("failed: {err}"))),
-            _ => return Ok(()),
-        };
-        let actor_id = cell.get_id();
-        if !inner.channels.forget(actor_id) && !inner.users.forget(actor_id) {
-            debug!(%actor_id, "unknown actor ended");
-        }
-        if let Some(reason) = failure {
-            debug!(%actor_id, %reason, "actor ended");
-        }
-        Ok(())
     }
 }

@@ -7,6 +7,7 @@
 //! - [`channel`]: `ChannelActor`: sequencing, persistence before ack, typing, receipts, fan-out.
 //! - [`user`]: `UserActor`: presence across a user's sessions, notifications to all devices.
 //! - [`session`]: `SessionActor`: one per socket; subscriptions, resume, bounded outbound queue.
+//! - [`routing`]: requests as data, actor keys, the `Cluster` seam to other nodes.
 //! - [`memory`]: in-memory ports for tests and the single-node default.
 //!
 //! **Architecture invariant:** this crate never imports axum, sqlx or redis.
@@ -16,6 +17,7 @@ pub mod directory;
 pub mod memory;
 pub mod ports;
 pub mod protocol;
+pub mod routing;
 pub mod session;
 pub mod user;
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::protocol::{ChannelEvent, ChannelSeq, MessageView, PresenceStatus, ReadCursor, UnixMillis};
 
 /// Who asks: every request names the user and the company the user's token was issued for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Caller {
     pub user_id: Uuid,
     pub company_id: Uuid,

@@ -201,7 +201,7 @@ impl ErrorCode {
 }
 
 /// A request-level failure: what a client is told. Internal detail never goes here.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Deserialize, Serialize)]
 #[error("{code:?}: {message}")]
 pub struct RequestError {
     pub code: ErrorCode,

@@ -1,31 +1,29 @@
 //! SessionActor: one per WebSocket connection, on the node that accepted it.
 //!
-//! It parses client frames, talks to channel and user actors, and writes server frames into a
-//! bounded outbound queue that the node's socket writer drains. It tracks, per subscribed
-//! channel, the last seq it delivered: duplicates are dropped and a gap is filled from the
-//! store, so a client sees every durable event once and in order.
+//! It parses client frames, talks to channel and user actors (on this node or their owner),
+//! and writes server frames into a bounded outbound queue that the node's socket writer
+//! drains. It tracks, per subscribed channel, the last seq it delivered: duplicates are
+//! dropped and a gap is filled from the store, so a client sees every durable event once
+//! and in order — also across a membership change, after which it subscribes again.
 //!
 //! **Invariant:** the outbound queue is bounded; a client that does not read is disconnected
 //! with close code [`CLOSE_SLOW_CONSUMER`], it never makes the server buffer without bound.
+
+mod frames;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::concurrency::oneshot;
-use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
-use serde::Serialize;
+use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::channel::{ChannelMsg, MessageDraft, Reply};
 use crate::directory::Directory;
 use crate::ports::Caller;
-use crate::protocol::{
-    parse_client_frame, ChannelSeq, ClientFrame, ErrorCode, PresenceStatus, RequestError, ServerFrame,
-};
-use crate::user::UserMsg;
+use crate::protocol::{ChannelSeq, RequestError, ServerFrame};
+use crate::routing::{ChannelRequest, Cluster, NodeId, SessionAddr, UserRequest};
 
 /// Close code sent to a client whose outbound queue overflowed.
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
@@ -48,18 +46,57 @@ pub struct Delivery {
     pub text: Arc<str>,
 }
 
-/// How channel and user actors reach a session.
-#[derive(Debug, Clone)]
+/// How a session is reached from the actor holding its sink.
+#[derive(Clone)]
+pub enum SinkRoute {
+    Local(ActorRef<SessionMsg>),
+    /// On another node: frames go through the cluster, batched per node.
+    Remote(Arc<dyn Cluster>),
+}
+
+/// How channel and user actors reach a session, on this node or another.
+#[derive(Clone)]
 pub struct SessionSink {
-    pub session_id: Uuid,
-    pub user_id: Uuid,
-    pub actor: ActorRef<SessionMsg>,
+    pub addr: SessionAddr,
+    pub route: SinkRoute,
+}
+
+impl std::fmt::Debug for SessionSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionSink").field("addr", &self.addr).finish()
+    }
 }
 
 impl SessionSink {
-    /// `false` when the session is gone.
+    pub fn local(addr: SessionAddr, actor: ActorRef<SessionMsg>) -> Self {
+        Self { addr, route: SinkRoute::Local(actor) }
+    }
+
+    /// `false` when the session is gone (or its node unreachable).
     pub fn deliver(&self, delivery: Delivery) -> bool {
-        self.actor.cast(SessionMsg::Deliver(delivery)).is_ok()
+        match &self.route {
+            SinkRoute::Local(actor) => actor.cast(SessionMsg::Deliver(delivery)).is_ok(),
+            SinkRoute::Remote(cluster) => cluster.deliver(self.addr.node, vec![self.addr.session_id], delivery),
+        }
+    }
+}
+
+/// Delivers one frame to every sink: directly to local sessions, and in one message per
+/// remote node. Sinks that cannot be reached are removed.
+pub fn fan_out(sinks: &mut HashMap<Uuid, SessionSink>, delivery: &Delivery) {
+    let mut remote: HashMap<NodeId, (Arc<dyn Cluster>, Vec<Uuid>)> = HashMap::new();
+    sinks.retain(|session_id, sink| match &sink.route {
+        SinkRoute::Local(actor) => actor.cast(SessionMsg::Deliver(delivery.clone())).is_ok(),
+        SinkRoute::Remote(cluster) => {
+            remote.entry(sink.addr.node).or_insert_with(|| (cluster.clone(), Vec::new())).1.push(*session_id);
+            true
+        }
+    });
+    for (node, (cluster, session_ids)) in remote {
+        if !cluster.deliver(node, session_ids, delivery.clone()) {
+            debug!(node, "node unreachable, dropping its sessions");
+            sinks.retain(|_, sink| sink.addr.node != node);
+        }
     }
 }
 
@@ -123,6 +160,8 @@ pub enum SessionMsg {
     Reply(ServerFrame),
     /// Close the socket with this frame and stop.
     Close(CloseFrame),
+    /// Cluster membership changed: subscribe again where owners moved, re-attach presence.
+    Rehome,
 }
 
 pub struct SessionArgs {
@@ -173,8 +212,8 @@ pub struct SessionState {
 }
 
 impl SessionState {
-    fn sink(&self, myself: &ActorRef<SessionMsg>) -> SessionSink {
-        SessionSink { session_id: self.session_id, user_id: self.caller.user_id, actor: myself.clone() }
+    fn addr(&self) -> SessionAddr {
+        SessionAddr { node: self.directory.this_node(), session_id: self.session_id, user_id: self.caller.user_id }
     }
 
     /// Queues a frame without waiting. A full queue means the client stopped reading.
@@ -231,8 +270,12 @@ impl Actor for SessionActor {
             watching: HashSet::new(),
             closed: false,
         };
-        let user = state.directory.user(state.caller.user_id).await.map_err(|err| format!("user actor: {err}"))?;
-        user.cast(UserMsg::Attach { sink: state.sink(&myself) }).map_err(|_| "user actor stopped")?;
+        state.directory.register_session(state.session_id, myself.clone());
+        let attach = UserRequest::Attach { session: state.addr() };
+        if let Err(err) = state.directory.ask_user(state.caller.user_id, attach, state.config.call_timeout).await {
+            state.directory.unregister_session(state.session_id);
+            return Err(format!("user actor: {err}").into());
+        }
         let hello = ServerFrame::Hello {
             session_id: state.session_id,
             node_id: args.node_id,
@@ -251,25 +294,14 @@ impl Actor for SessionActor {
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         let session_id = state.session_id;
+        state.directory.unregister_session(session_id);
         for channel_id in state.subscriptions.keys() {
-            if let Some(channel) = state.directory.find_channel(*channel_id) {
-                if channel.cast(ChannelMsg::Unsubscribe { session_id }).is_err() {
-                    debug!(%channel_id, "channel already stopped");
-                }
-            }
+            state.directory.tell_channel(*channel_id, ChannelRequest::Unsubscribe { session_id });
         }
-        for user_id in state.watching.iter().chain(std::iter::once(&state.caller.user_id)) {
-            if let Some(user) = state.directory.find_user(*user_id) {
-                let detach = if *user_id == state.caller.user_id {
-                    UserMsg::Detach { session_id }
-                } else {
-                    UserMsg::Unwatch { session_id }
-                };
-                if user.cast(detach).is_err() {
-                    debug!(%user_id, "user actor already stopped");
-                }
-            }
+        for user_id in &state.watching {
+            state.directory.tell_user(*user_id, UserRequest::Unwatch { session_id });
         }
+        state.directory.tell_user(state.caller.user_id, UserRequest::Detach { session_id });
         info!(%session_id, user_id = %state.caller.user_id, "session ended");
         Ok(())
     }
@@ -281,180 +313,40 @@ impl Actor for SessionActor {
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SessionMsg::Inbound(text) => on_inbound(&myself, state, &text).await,
+            SessionMsg::Inbound(text) => frames::on_inbound(&myself, state, &text).await,
             SessionMsg::Deliver(delivery) => on_delivery(&myself, state, delivery).await,
             SessionMsg::Reply(frame) => state.send_frame(&myself, &frame),
             SessionMsg::Close(frame) => state.close(&myself, frame.code, &frame.reason),
+            SessionMsg::Rehome => frames::rehome(&myself, state).await,
         }
         Ok(())
     }
 }
 
-async fn on_inbound(myself: &ActorRef<SessionMsg>, state: &mut SessionState, text: &str) {
-    if !state.limiter.allow() {
-        let err = RequestError::new(ErrorCode::RateLimited, "too many frames, slow down");
-        state.send_frame(myself, &ServerFrame::error(None, &err));
+async fn on_delivery(myself: &ActorRef<SessionMsg>, state: &mut SessionState, delivery: Delivery) {
+    let (Some(channel_id), Some(seq)) = (delivery.channel_id, delivery.seq) else {
+        if let Some(channel_id) = delivery.channel_id {
+            if !state.subscriptions.contains_key(&channel_id) {
+                return;
+            }
+        }
+        state.push(myself, delivery.text);
+        return;
+    };
+    let Some(&delivered) = state.subscriptions.get(&channel_id) else {
+        return;
+    };
+    if seq <= delivered {
         return;
     }
-    let (request_id, frame) = match parse_client_frame(text) {
-        Ok(parsed) => parsed,
-        Err(bad) => {
-            debug!(session_id = %state.session_id, code = bad.code.as_str(), "bad client frame");
-            let frame = ServerFrame::Error { id: bad.request_id, code: bad.code, message: bad.message };
-            state.send_frame(myself, &frame);
+    if seq > delivered + 1 {
+        debug!(%channel_id, delivered, seq, "gap in live events, filling from the store");
+        if replay(myself, state, channel_id, delivered, seq - 1).await.is_err() {
             return;
         }
-    };
-    on_frame(myself, state, request_id, frame).await;
-}
-
-fn ok_frame(id: Option<String>, result: impl Serialize) -> ServerFrame {
-    ServerFrame::Ok { id, result: serde_json::to_value(result).unwrap_or_default() }
-}
-
-async fn on_frame(myself: &ActorRef<SessionMsg>, state: &mut SessionState, id: Option<String>, frame: ClientFrame) {
-    let caller = state.caller;
-    match frame {
-        ClientFrame::Ping => state.send_frame(myself, &ServerFrame::Pong { id }),
-        ClientFrame::Subscribe { channel_id, last_seq } => {
-            let frame = match subscribe(myself, state, channel_id, last_seq).await {
-                Ok(answer) => ok_frame(id, answer),
-                Err(err) => ServerFrame::error(id, &err),
-            };
-            state.send_frame(myself, &frame);
-        }
-        ClientFrame::Unsubscribe { channel_id } => {
-            let frame = if state.subscriptions.remove(&channel_id).is_some() {
-                if let Some(channel) = state.directory.find_channel(channel_id) {
-                    if channel.cast(ChannelMsg::Unsubscribe { session_id: state.session_id }).is_err() {
-                        debug!(%channel_id, "channel stopped before unsubscribe");
-                    }
-                }
-                ok_frame(id, serde_json::Value::Null)
-            } else {
-                ServerFrame::error(id, &RequestError::not_found("subscription"))
-            };
-            state.send_frame(myself, &frame);
-        }
-        ClientFrame::Send { channel_id, client_msg_id, body, parent_id, attachment_ids } => {
-            let draft = MessageDraft { client_msg_id, body, parent_id, attachment_ids };
-            let msg = move |reply| ChannelMsg::Send { caller, draft, reply };
-            ask_channel(myself, state, id, channel_id, msg).await;
-        }
-        ClientFrame::Edit { channel_id, message_id, body } => {
-            let msg = move |reply| ChannelMsg::Edit { caller, message_id, body, reply };
-            ask_channel(myself, state, id, channel_id, msg).await;
-        }
-        ClientFrame::Delete { channel_id, message_id } => {
-            let msg = move |reply| ChannelMsg::Delete { caller, message_id, reply };
-            ask_channel(myself, state, id, channel_id, msg).await;
-        }
-        ClientFrame::React { channel_id, message_id, emoji } => {
-            let msg = move |reply| ChannelMsg::React { caller, message_id, emoji, add: true, reply };
-            ask_channel(myself, state, id, channel_id, msg).await;
-        }
-        ClientFrame::Unreact { channel_id, message_id, emoji } => {
-            let msg = move |reply| ChannelMsg::React { caller, message_id, emoji, add: false, reply };
-            ask_channel(myself, state, id, channel_id, msg).await;
-        }
-        ClientFrame::TypingStart { channel_id } => {
-            let msg = move |reply| ChannelMsg::Typing { caller, active: true, reply };
-            ask_channel(myself, state, id, channel_id, msg).await;
-        }
-        ClientFrame::TypingStop { channel_id } => {
-            let msg = move |reply| ChannelMsg::Typing { caller, active: false, reply };
-            ask_channel(myself, state, id, channel_id, msg).await;
-        }
-        ClientFrame::Read { channel_id, seq } => {
-            let msg = move |reply| ChannelMsg::Read { caller, seq, reply };
-            ask_channel(myself, state, id, channel_id, msg).await;
-        }
-        ClientFrame::PresenceSet { status } => {
-            let frame = set_presence(state, status).await.map_or_else(
-                |err| ServerFrame::error(id.clone(), &err),
-                |()| ok_frame(id.clone(), serde_json::Value::Null),
-            );
-            state.send_frame(myself, &frame);
-        }
-        ClientFrame::PresenceWatch { user_ids } => {
-            let frame = match watch_presence(myself, state, user_ids).await {
-                Ok(views) => ok_frame(id, views),
-                Err(err) => ServerFrame::error(id, &err),
-            };
-            state.send_frame(myself, &frame);
-        }
-        ClientFrame::PresenceUnwatch { user_ids } => {
-            for user_id in user_ids {
-                if state.watching.remove(&user_id) {
-                    if let Some(user) = state.directory.find_user(user_id) {
-                        if user.cast(UserMsg::Unwatch { session_id: state.session_id }).is_err() {
-                            debug!(%user_id, "user actor stopped before unwatch");
-                        }
-                    }
-                }
-            }
-            state.send_frame(myself, &ok_frame(id, serde_json::Value::Null));
-        }
     }
-}
-
-/// Sends a request to a channel in mailbox order and answers the client when the channel
-/// replies, without holding up this session's mailbox in the meantime.
-async fn ask_channel<T, F>(
-    myself: &ActorRef<SessionMsg>,
-    state: &mut SessionState,
-    id: Option<String>,
-    channel_id: Uuid,
-    build: F,
-) where
-    T: Serialize + Send + 'static,
-    F: FnOnce(Reply<T>) -> ChannelMsg,
-{
-    let (tx, rx) = oneshot();
-    let msg = build(RpcReplyPort::from(tx));
-    if let Err(err) = state.directory.cast_channel(channel_id, msg).await {
-        state.send_frame(myself, &ServerFrame::error(id, &err));
-        return;
-    }
-    let session = myself.clone();
-    let timeout = state.config.call_timeout;
-    tokio::spawn(async move {
-        let frame = match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(Ok(value))) => ok_frame(id, value),
-            Ok(Ok(Err(err))) => ServerFrame::error(id, &err),
-            Ok(Err(_)) | Err(_) => ServerFrame::error(id, &RequestError::unavailable()),
-        };
-        if session.cast(SessionMsg::Reply(frame)).is_err() {
-            debug!("session ended before its reply arrived");
-        }
-    });
-}
-
-async fn subscribe(
-    myself: &ActorRef<SessionMsg>,
-    state: &mut SessionState,
-    channel_id: Uuid,
-    last_seq: Option<ChannelSeq>,
-) -> Result<crate::channel::SubscribeAnswer, RequestError> {
-    if !state.subscriptions.contains_key(&channel_id) && state.subscriptions.len() >= state.config.max_subscriptions {
-        return Err(RequestError::invalid(format!("at most {} subscriptions", state.config.max_subscriptions)));
-    }
-    let caller = state.caller;
-    let sink = state.sink(myself);
-    let answer = state
-        .directory
-        .ask_channel(channel_id, state.config.call_timeout, move |reply| ChannelMsg::Subscribe { caller, sink, reply })
-        .await?;
-    let head = answer.head_seq;
-    let from = match last_seq {
-        Some(seen) if seen < head => {
-            replay(myself, state, channel_id, seen.max(0), head).await?;
-            head
-        }
-        _ => head,
-    };
-    state.subscriptions.insert(channel_id, from);
-    Ok(answer)
+    state.push(myself, delivery.text);
+    state.subscriptions.insert(channel_id, seq);
 }
 
 /// Sends the stored events in `(after, up_to]` and records `up_to` as delivered.
@@ -501,63 +393,7 @@ async fn replay(
     Ok(())
 }
 
-async fn on_delivery(myself: &ActorRef<SessionMsg>, state: &mut SessionState, delivery: Delivery) {
-    let (Some(channel_id), Some(seq)) = (delivery.channel_id, delivery.seq) else {
-        if let Some(channel_id) = delivery.channel_id {
-            if !state.subscriptions.contains_key(&channel_id) {
-                return;
-            }
-        }
-        state.push(myself, delivery.text);
-        return;
-    };
-    let Some(&delivered) = state.subscriptions.get(&channel_id) else {
-        return;
-    };
-    if seq <= delivered {
-        return;
-    }
-    if seq > delivered + 1 {
-        debug!(%channel_id, delivered, seq, "gap in live events, filling from the store");
-        if replay(myself, state, channel_id, delivered, seq - 1).await.is_err() {
-            return;
-        }
-    }
-    state.push(myself, delivery.text);
-    state.subscriptions.insert(channel_id, seq);
-}
-
-async fn set_presence(state: &mut SessionState, status: PresenceStatus) -> Result<(), RequestError> {
-    if status == PresenceStatus::Offline {
-        return Err(RequestError::invalid("a live session is online or away; close it to go offline"));
-    }
-    let user = state.directory.user(state.caller.user_id).await?;
-    user.cast(UserMsg::SetStatus { session_id: state.session_id, status }).map_err(|_| RequestError::unavailable())
-}
-
-async fn watch_presence(
-    myself: &ActorRef<SessionMsg>,
-    state: &mut SessionState,
-    user_ids: Vec<Uuid>,
-) -> Result<Vec<crate::user::PresenceView>, RequestError> {
-    if state.watching.len() + user_ids.len() > state.config.max_presence_watches {
-        return Err(RequestError::invalid(format!("at most {} presence watches", state.config.max_presence_watches)));
-    }
-    let mut views = Vec::with_capacity(user_ids.len());
-    for user_id in user_ids {
-        let watcher = state.caller;
-        let sink = state.sink(myself);
-        let view = state
-            .directory
-            .ask_user(user_id, state.config.call_timeout, move |reply| UserMsg::Watch { watcher, sink, reply })
-            .await?;
-        state.watching.insert(user_id);
-        views.push(view);
-    }
-    Ok(views)
-}
-
-/// Turns a failed cast into a request error; the message is given back for a retry.
+/// Turns a failed cast into its message, for a retry.
 pub(crate) fn cast_failed<M>(err: MessagingErr<M>) -> Option<M> {
     match err {
         MessagingErr::SendErr(msg) => Some(msg),

@@ -7,17 +7,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde::Serialize;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
 use crate::channel::Reply;
-use crate::ports::{Caller, PresenceRecord, PresenceStore};
+use crate::directory::Directory;
+use crate::ports::{PresenceRecord, PresenceStore};
 use crate::protocol::{now_millis, PresenceStatus, RequestError, ServerFrame, UnixMillis};
-use crate::session::{Delivery, SessionSink};
+use crate::routing::{NodeId, UserAnswer, UserRequest};
+use crate::session::{fan_out, Delivery, SessionSink};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceView {
     pub user_id: Uuid,
     pub status: PresenceStatus,
@@ -25,36 +27,18 @@ pub struct PresenceView {
 }
 
 pub enum UserMsg {
-    Attach {
-        sink: SessionSink,
+    /// A request from a session or another actor, local or from another node.
+    Request {
+        request: UserRequest,
+        reply: Reply<UserAnswer>,
     },
-    Detach {
-        session_id: Uuid,
-    },
-    SetStatus {
-        session_id: Uuid,
-        status: PresenceStatus,
-    },
-    Watch {
-        watcher: Caller,
-        sink: SessionSink,
-        reply: Reply<PresenceView>,
-    },
-    Unwatch {
-        session_id: Uuid,
-    },
-    /// Deliver a frame to every session of the user; replies how many sessions took it.
-    Notify {
-        text: Arc<str>,
-        reply: Option<RpcReplyPort<usize>>,
-    },
-    GetPresence {
-        reply: RpcReplyPort<PresenceView>,
-    },
+    /// These nodes left the cluster: forget their sessions and watchers.
+    DropNodes(Vec<NodeId>),
     IdleCheck,
 }
 
 pub struct UserArgs {
+    pub directory: Directory,
     pub user_id: Uuid,
     pub company_id: Uuid,
     pub last: Option<PresenceRecord>,
@@ -92,6 +76,7 @@ impl Presence {
 }
 
 pub struct UserState {
+    directory: Directory,
     user_id: Uuid,
     company_id: Uuid,
     presence: Presence,
@@ -121,7 +106,60 @@ impl UserState {
         }
         let frame = ServerFrame::Presence { user_id: self.user_id, status, last_seen: self.current.last_seen };
         let delivery = Delivery { channel_id: None, seq: None, text: Arc::from(frame.to_text()) };
-        self.watchers.retain(|_, sink| sink.deliver(delivery.clone()));
+        fan_out(&mut self.watchers, &delivery);
+    }
+
+    async fn serve(&mut self, request: UserRequest) -> Result<UserAnswer, RequestError> {
+        match request {
+            UserRequest::Attach { session } => {
+                let sink = self.directory.sink(session).ok_or_else(|| RequestError::not_found("session"))?;
+                self.presence.attach(session.session_id);
+                self.sinks.insert(session.session_id, sink);
+                self.refresh().await;
+            }
+            UserRequest::Detach { session_id } => {
+                self.presence.detach(session_id);
+                self.sinks.remove(&session_id);
+                self.refresh().await;
+            }
+            UserRequest::SetStatus { session_id, status } => {
+                self.presence.set(session_id, status);
+                self.refresh().await;
+            }
+            UserRequest::Watch { watcher, session } => {
+                if watcher.company_id != self.company_id {
+                    return Err(RequestError::not_found("user"));
+                }
+                let sink = self.directory.sink(session).ok_or_else(|| RequestError::not_found("session"))?;
+                self.watchers.insert(session.session_id, sink);
+                return Ok(UserAnswer::Presence(self.view()));
+            }
+            UserRequest::Unwatch { session_id } => {
+                self.watchers.remove(&session_id);
+            }
+            UserRequest::Notify { text } => {
+                let delivery = Delivery { channel_id: None, seq: None, text: Arc::from(text) };
+                fan_out(&mut self.sinks, &delivery);
+                return Ok(UserAnswer::Delivered(self.sinks.len()));
+            }
+            UserRequest::GetPresence => return Ok(UserAnswer::Presence(self.view())),
+        }
+        Ok(UserAnswer::Done)
+    }
+
+    fn drop_nodes(&mut self, nodes: &[NodeId]) -> bool {
+        let gone: Vec<Uuid> = self
+            .sinks
+            .values()
+            .filter(|sink| nodes.contains(&sink.addr.node))
+            .map(|sink| sink.addr.session_id)
+            .collect();
+        for session_id in &gone {
+            self.presence.detach(*session_id);
+            self.sinks.remove(session_id);
+        }
+        self.watchers.retain(|_, sink| !nodes.contains(&sink.addr.node));
+        !gone.is_empty()
     }
 }
 
@@ -141,6 +179,7 @@ impl Actor for UserActor {
             last_seen: args.last.and_then(|record| record.last_seen),
         };
         Ok(UserState {
+            directory: args.directory,
             user_id: args.user_id,
             company_id: args.company_id,
             presence: Presence::default(),
@@ -167,50 +206,19 @@ impl Actor for UserActor {
         msg: UserMsg,
         state: &mut UserState,
     ) -> Result<(), ActorProcessingErr> {
-        if !matches!(msg, UserMsg::IdleCheck) {
+        if matches!(msg, UserMsg::Request { .. }) {
             state.last_activity = Instant::now();
         }
         match msg {
-            UserMsg::Attach { sink } => {
-                state.presence.attach(sink.session_id);
-                state.sinks.insert(sink.session_id, sink);
-                state.refresh().await;
-            }
-            UserMsg::Detach { session_id } => {
-                state.presence.detach(session_id);
-                state.sinks.remove(&session_id);
-                state.refresh().await;
-            }
-            UserMsg::SetStatus { session_id, status } => {
-                state.presence.set(session_id, status);
-                state.refresh().await;
-            }
-            UserMsg::Watch { watcher, sink, reply } => {
-                let answer = if watcher.company_id == state.company_id {
-                    state.watchers.insert(sink.session_id, sink);
-                    Ok(state.view())
-                } else {
-                    Err(RequestError::not_found("user"))
-                };
+            UserMsg::Request { request, reply } => {
+                let answer = state.serve(request).await;
                 if reply.send(answer).is_err() {
-                    debug!("watcher went away before the reply");
+                    debug!(user_id = %state.user_id, "requester went away before the reply");
                 }
             }
-            UserMsg::Unwatch { session_id } => {
-                state.watchers.remove(&session_id);
-            }
-            UserMsg::Notify { text, reply } => {
-                let delivery = Delivery { channel_id: None, seq: None, text };
-                state.sinks.retain(|_, sink| sink.deliver(delivery.clone()));
-                if let Some(reply) = reply {
-                    if reply.send(state.sinks.len()).is_err() {
-                        debug!("notifier went away before the reply");
-                    }
-                }
-            }
-            UserMsg::GetPresence { reply } => {
-                if reply.send(state.view()).is_err() {
-                    debug!("presence asker went away");
+            UserMsg::DropNodes(nodes) => {
+                if state.drop_nodes(&nodes) {
+                    state.refresh().await;
                 }
             }
             UserMsg::IdleCheck => {

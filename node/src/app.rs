@@ -13,10 +13,12 @@ use std::time::Duration;
 use actors::channel::ChannelConfig;
 use actors::memory::MemoryPresence;
 use actors::ports::{Ports, PresenceStore};
+use actors::routing::Cluster;
 use actors::{Directory, DirectoryConfig};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, patch, post, put};
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -119,7 +121,9 @@ impl Node {
             channel: ChannelConfig { typing_ttl: config.typing_ttl, ..ChannelConfig::default() },
             ..DirectoryConfig::default()
         };
-        let directory = Directory::start(ports, directory_config).await.context("starting the actor directory")?;
+        let cluster: Arc<dyn Cluster> = actors::routing::SingleNode::new();
+        let directory =
+            Directory::start(ports, directory_config, cluster).await.context("starting the actor directory")?;
         let listener =
             TcpListener::bind(config.bind_addr).await.with_context(|| format!("binding {}", config.bind_addr))?;
         let addr = listener.local_addr()?;
@@ -138,6 +142,12 @@ impl Node {
         let serve_state = state.clone();
         let task = tokio::spawn(async move {
             let mut stop = serve_state.shutdown.clone();
+            // Frames are small and latency matters: no Nagle delay on client sockets.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    warn!(error = %err, "cannot set TCP_NODELAY");
+                }
+            });
             let served = axum::serve(listener, app.into_make_service())
                 .with_graceful_shutdown(async move {
                     if stop.wait_for(|stopping| *stopping).await.is_err() {

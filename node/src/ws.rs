@@ -29,6 +29,9 @@ use crate::app::AppState;
 use crate::auth::{bearer, AuthUser, TokenKind};
 use crate::error::{ApiError, ApiQuery};
 
+/// Read and write buffer of each socket.
+const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
+
 #[derive(Deserialize)]
 pub struct WsParams {
     pub token: Option<String>,
@@ -53,10 +56,13 @@ pub async fn upgrade(
         .try_acquire_owned()
         .map_err(|_| ApiError::new(ErrorCode::Unavailable, "connection limit reached, try another node"))?;
     let max = state.config.max_ws_message_bytes;
-    Ok(upgrade
+    // Small I/O buffers: the library's 128 KiB read buffer per socket dominated idle memory.
+    let upgrade = upgrade
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| serve_socket(state, auth, socket, permit)))
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES);
+    Ok(upgrade.on_upgrade(move |socket| serve_socket(state, auth, socket, permit)))
 }
 
 async fn serve_socket(state: AppState, auth: AuthUser, socket: WebSocket, permit: OwnedSemaphorePermit) {

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::channel::{ChannelMsg, Reply};
+use actors::channel::{MessageDraft, SubscribeAnswer};
 use actors::memory::MemoryStore;
 use actors::ports::{Caller, ChannelKind};
-use actors::protocol::RequestError;
+use actors::protocol::{ChannelSeq, MessageView, RequestError};
+use actors::routing::{ChannelAnswer, ChannelRequest, SessionAddr, SingleNode};
 use actors::session::{
     session_io, Delivery, SessionActor, SessionArgs, SessionConfig, SessionMsg, SessionSink, SocketIo,
 };
@@ -33,7 +34,7 @@ impl Harness {
 
     pub async fn with_config(config: DirectoryConfig) -> Self {
         let store = MemoryStore::new();
-        let directory = Directory::start(store.ports(), config).await.unwrap();
+        let directory = Directory::start(store.ports(), config, SingleNode::new()).await.unwrap();
         Self { store, directory, company: Uuid::new_v4() }
     }
 
@@ -46,12 +47,52 @@ impl Harness {
         self.store.add_channel(self.company, kind, &ids)
     }
 
-    pub async fn ask<T: Send + 'static>(
+    pub async fn ask(&self, channel_id: Uuid, request: ChannelRequest) -> Result<ChannelAnswer, RequestError> {
+        self.directory.ask_channel(channel_id, request, WAIT).await
+    }
+
+    pub async fn send(
         &self,
         channel_id: Uuid,
-        build: impl FnOnce(Reply<T>) -> ChannelMsg,
-    ) -> Result<T, RequestError> {
-        self.directory.ask_channel(channel_id, WAIT, build).await
+        caller: Caller,
+        draft: MessageDraft,
+    ) -> Result<MessageView, RequestError> {
+        match self.ask(channel_id, ChannelRequest::Send { caller, draft }).await? {
+            ChannelAnswer::Message(message) => Ok(*message),
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+
+    pub async fn subscribe(
+        &self,
+        channel_id: Uuid,
+        caller: Caller,
+        probe: &Probe,
+    ) -> Result<SubscribeAnswer, RequestError> {
+        let request = ChannelRequest::Subscribe { caller, session: probe.sink.addr };
+        match self.ask(channel_id, request).await? {
+            ChannelAnswer::Subscribed(answer) => Ok(answer),
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+
+    /// The seq a request answered with, `None` for `MaybeSeq(None)`.
+    pub async fn seq(&self, channel_id: Uuid, request: ChannelRequest) -> Result<Option<ChannelSeq>, RequestError> {
+        match self.ask(channel_id, request).await? {
+            ChannelAnswer::Seq(seq) => Ok(Some(seq)),
+            ChannelAnswer::MaybeSeq(seq) => Ok(seq),
+            ChannelAnswer::Done => Ok(None),
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+
+    /// A probe registered as a session of `user_id` on this node.
+    pub async fn probe(&self, user_id: Uuid) -> Probe {
+        let probe = Probe::new(user_id).await;
+        if let actors::session::SinkRoute::Local(actor) = &probe.sink.route {
+            self.directory.register_session(probe.sink.addr.session_id, actor.clone());
+        }
+        probe
     }
 
     pub async fn connect(&self, caller: Caller) -> TestSession {
@@ -161,7 +202,8 @@ impl Probe {
     pub async fn new(user_id: Uuid) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (actor, _) = Actor::spawn(None, ProbeActor, tx).await.unwrap();
-        Self { sink: SessionSink { session_id: Uuid::new_v4(), user_id, actor }, rx }
+        let addr = SessionAddr { node: SingleNode::NODE, session_id: Uuid::new_v4(), user_id };
+        Self { sink: SessionSink::local(addr, actor), rx }
     }
 
     pub async fn next(&mut self) -> (Option<i64>, Value) {

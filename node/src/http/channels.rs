@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use actors::channel::{ChannelMsg, MessageDraft, Reply};
+use actors::channel::MessageDraft;
 use actors::ports::{ChannelKind, StoreError};
-use actors::protocol::{ChannelSeq, RequestError};
+use actors::protocol::{ChannelSeq, MessageView, RequestError};
+use actors::routing::{ChannelAnswer, ChannelRequest};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -21,12 +22,21 @@ use crate::store::{ChannelRow, HistoryQuery};
 
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn ask<T: Send + 'static>(
-    state: &AppState,
-    channel_id: Uuid,
-    build: impl FnOnce(Reply<T>) -> ChannelMsg,
-) -> Result<T, RequestError> {
-    state.directory.ask_channel(channel_id, ACTOR_TIMEOUT, build).await
+async fn ask(state: &AppState, channel_id: Uuid, request: ChannelRequest) -> Result<ChannelAnswer, RequestError> {
+    state.directory.ask_channel(channel_id, request, ACTOR_TIMEOUT).await
+}
+
+/// The seq an answer carries: `None` when the request changed nothing.
+fn answered_seq(answer: ChannelAnswer) -> Result<Option<ChannelSeq>, ApiError> {
+    match answer {
+        ChannelAnswer::Seq(seq) => Ok(Some(seq)),
+        ChannelAnswer::MaybeSeq(seq) => Ok(seq),
+        other => Err(ApiError::internal(format!("unexpected channel answer {other:?}"))),
+    }
+}
+
+async fn ask_seq(state: &AppState, channel_id: Uuid, request: ChannelRequest) -> ApiResult<Option<ChannelSeq>> {
+    answered_seq(ask(state, channel_id, request).await?)
 }
 
 /// The channel if the caller may see it: a member, or any user of the company for a public one.
@@ -97,7 +107,7 @@ pub async fn join(
     ApiPath(channel_id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Value>> {
     let caller = auth.caller;
-    let seq = ask(&state, channel_id, |reply| ChannelMsg::Join { caller, reply }).await?;
+    let seq = ask_seq(&state, channel_id, ChannelRequest::Join { caller }).await?;
     Ok(Json(json!({ "joined": seq.is_some(), "seq": seq })))
 }
 
@@ -107,7 +117,7 @@ pub async fn leave(
     ApiPath(channel_id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Value>> {
     let caller = auth.caller;
-    let seq = ask(&state, channel_id, |reply| ChannelMsg::Leave { caller, reply }).await?;
+    let seq = ask_seq(&state, channel_id, ChannelRequest::Leave { caller }).await?;
     Ok(Json(json!({ "left": seq.is_some(), "seq": seq })))
 }
 
@@ -140,7 +150,7 @@ pub async fn add_member(
 ) -> ApiResult<Json<Value>> {
     let caller = auth.caller;
     let user_id = body.user_id;
-    let seq = ask(&state, channel_id, |reply| ChannelMsg::AddMember { caller, user_id, reply }).await?;
+    let seq = ask_seq(&state, channel_id, ChannelRequest::AddMember { caller, user_id }).await?;
     Ok(Json(json!({ "added": seq.is_some(), "seq": seq })))
 }
 
@@ -208,7 +218,10 @@ pub async fn send(
         parent_id: body.parent_id,
         attachment_ids: body.attachment_ids,
     };
-    let message = ask(&state, channel_id, |reply| ChannelMsg::Send { caller, draft, reply }).await?;
+    let message: MessageView = match ask(&state, channel_id, ChannelRequest::Send { caller, draft }).await? {
+        ChannelAnswer::Message(message) => *message,
+        other => return Err(ApiError::internal(format!("unexpected channel answer {other:?}"))),
+    };
     Ok((StatusCode::CREATED, Json(json!({ "message": message }))))
 }
 
@@ -262,7 +275,7 @@ pub async fn edit(
     ApiJson(body): ApiJson<EditBody>,
 ) -> ApiResult<Json<Value>> {
     let caller = auth.caller;
-    let seq = ask(&state, channel_id, |reply| ChannelMsg::Edit { caller, message_id, body: body.body, reply }).await?;
+    let seq = ask_seq(&state, channel_id, ChannelRequest::Edit { caller, message_id, body: body.body }).await?;
     Ok(Json(json!({ "seq": seq })))
 }
 
@@ -272,7 +285,7 @@ pub async fn delete(
     ApiPath((channel_id, message_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<Value>> {
     let caller = auth.caller;
-    let seq = ask(&state, channel_id, |reply| ChannelMsg::Delete { caller, message_id, reply }).await?;
+    let seq = ask_seq(&state, channel_id, ChannelRequest::Delete { caller, message_id }).await?;
     Ok(Json(json!({ "seq": seq })))
 }
 
@@ -284,7 +297,7 @@ async fn set_reaction(
 ) -> ApiResult<Json<Value>> {
     let (channel_id, message_id, emoji) = path;
     let caller = auth.caller;
-    let seq = ask(state, channel_id, |reply| ChannelMsg::React { caller, message_id, emoji, add, reply }).await?;
+    let seq = ask_seq(state, channel_id, ChannelRequest::React { caller, message_id, emoji, add }).await?;
     Ok(Json(json!({ "changed": seq.is_some(), "seq": seq })))
 }
 
@@ -316,6 +329,6 @@ pub async fn read(
     ApiJson(body): ApiJson<ReadBody>,
 ) -> ApiResult<Json<Value>> {
     let caller = auth.caller;
-    let seq = ask(&state, channel_id, |reply| ChannelMsg::Read { caller, seq: body.seq, reply }).await?;
+    let seq = ask_seq(&state, channel_id, ChannelRequest::Read { caller, seq: body.seq }).await?;
     Ok(Json(json!({ "read_seq": seq })))
 }

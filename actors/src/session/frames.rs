@@ -1,0 +1,215 @@
+//! What a session does with each client frame.
+
+use ractor::ActorRef;
+use serde::Serialize;
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use super::{replay, SessionMsg, SessionState};
+use crate::channel::{MessageDraft, SubscribeAnswer};
+use crate::protocol::{
+    parse_client_frame, ChannelSeq, ClientFrame, ErrorCode, PresenceStatus, RequestError, ServerFrame,
+};
+use crate::routing::{ChannelAnswer, ChannelRequest, UserAnswer, UserRequest};
+use crate::user::PresenceView;
+
+pub(super) async fn on_inbound(myself: &ActorRef<SessionMsg>, state: &mut SessionState, text: &str) {
+    if !state.limiter.allow() {
+        let err = RequestError::new(ErrorCode::RateLimited, "too many frames, slow down");
+        state.send_frame(myself, &ServerFrame::error(None, &err));
+        return;
+    }
+    let (request_id, frame) = match parse_client_frame(text) {
+        Ok(parsed) => parsed,
+        Err(bad) => {
+            debug!(session_id = %state.session_id, code = bad.code.as_str(), "bad client frame");
+            let frame = ServerFrame::Error { id: bad.request_id, code: bad.code, message: bad.message };
+            state.send_frame(myself, &frame);
+            return;
+        }
+    };
+    on_frame(myself, state, request_id, frame).await;
+}
+
+fn ok_frame(id: Option<String>, result: impl Serialize) -> ServerFrame {
+    ServerFrame::Ok { id, result: serde_json::to_value(result).unwrap_or_default() }
+}
+
+fn answer_frame<T: Serialize>(id: Option<String>, result: Result<T, RequestError>) -> ServerFrame {
+    match result {
+        Ok(value) => ok_frame(id, value),
+        Err(err) => ServerFrame::error(id, &err),
+    }
+}
+
+async fn on_frame(myself: &ActorRef<SessionMsg>, state: &mut SessionState, id: Option<String>, frame: ClientFrame) {
+    let caller = state.caller;
+    let request = match frame {
+        ClientFrame::Ping => return state.send_frame(myself, &ServerFrame::Pong { id }),
+        ClientFrame::Subscribe { channel_id, last_seq } => {
+            let result = subscribe(myself, state, channel_id, last_seq).await;
+            return state.send_frame(myself, &answer_frame(id, result));
+        }
+        ClientFrame::Unsubscribe { channel_id } => {
+            let result = if state.subscriptions.remove(&channel_id).is_some() {
+                state.directory.tell_channel(channel_id, ChannelRequest::Unsubscribe { session_id: state.session_id });
+                Ok(serde_json::Value::Null)
+            } else {
+                Err(RequestError::not_found("subscription"))
+            };
+            return state.send_frame(myself, &answer_frame(id, result));
+        }
+        ClientFrame::PresenceSet { status } => {
+            let result = set_presence(state, status).await.map(|()| serde_json::Value::Null);
+            return state.send_frame(myself, &answer_frame(id, result));
+        }
+        ClientFrame::PresenceWatch { user_ids } => {
+            let result = watch_presence(state, user_ids).await;
+            return state.send_frame(myself, &answer_frame(id, result));
+        }
+        ClientFrame::PresenceUnwatch { user_ids } => {
+            for user_id in user_ids {
+                if state.watching.remove(&user_id) {
+                    state.directory.tell_user(user_id, UserRequest::Unwatch { session_id: state.session_id });
+                }
+            }
+            return state.send_frame(myself, &ok_frame(id, serde_json::Value::Null));
+        }
+        ClientFrame::Send { channel_id, client_msg_id, body, parent_id, attachment_ids } => {
+            let draft = MessageDraft { client_msg_id, body, parent_id, attachment_ids };
+            (channel_id, ChannelRequest::Send { caller, draft })
+        }
+        ClientFrame::Edit { channel_id, message_id, body } => {
+            (channel_id, ChannelRequest::Edit { caller, message_id, body })
+        }
+        ClientFrame::Delete { channel_id, message_id } => (channel_id, ChannelRequest::Delete { caller, message_id }),
+        ClientFrame::React { channel_id, message_id, emoji } => {
+            (channel_id, ChannelRequest::React { caller, message_id, emoji, add: true })
+        }
+        ClientFrame::Unreact { channel_id, message_id, emoji } => {
+            (channel_id, ChannelRequest::React { caller, message_id, emoji, add: false })
+        }
+        ClientFrame::TypingStart { channel_id } => (channel_id, ChannelRequest::Typing { caller, active: true }),
+        ClientFrame::TypingStop { channel_id } => (channel_id, ChannelRequest::Typing { caller, active: false }),
+        ClientFrame::Read { channel_id, seq } => (channel_id, ChannelRequest::Read { caller, seq }),
+    };
+    let (channel_id, request) = request;
+    ask_channel(myself, state, id, channel_id, request).await;
+}
+
+/// Sends a request to a channel in order and answers the client when the channel replies,
+/// without holding up this session's mailbox in the meantime.
+async fn ask_channel(
+    myself: &ActorRef<SessionMsg>,
+    state: &mut SessionState,
+    id: Option<String>,
+    channel_id: Uuid,
+    request: ChannelRequest,
+) {
+    let pending = match state.directory.send_channel(channel_id, request).await {
+        Ok(pending) => pending,
+        Err(err) => return state.send_frame(myself, &ServerFrame::error(id, &err)),
+    };
+    let session = myself.clone();
+    let timeout = state.config.call_timeout;
+    tokio::spawn(async move {
+        let frame = match tokio::time::timeout(timeout, pending).await {
+            Ok(result) => answer_frame(id, result.map(channel_result)),
+            Err(_) => ServerFrame::error(id, &RequestError::unavailable()),
+        };
+        if session.cast(SessionMsg::Reply(frame)).is_err() {
+            debug!("session ended before its reply arrived");
+        }
+    });
+}
+
+/// The `result` of an `ok` frame for a channel answer.
+fn channel_result(answer: ChannelAnswer) -> serde_json::Value {
+    match answer {
+        ChannelAnswer::Subscribed(subscribed) => serde_json::to_value(subscribed).unwrap_or_default(),
+        ChannelAnswer::Message(message) => serde_json::to_value(message).unwrap_or_default(),
+        ChannelAnswer::Seq(seq) => serde_json::json!({ "seq": seq }),
+        ChannelAnswer::MaybeSeq(seq) => serde_json::json!({ "seq": seq, "changed": seq.is_some() }),
+        ChannelAnswer::Done => serde_json::Value::Null,
+    }
+}
+
+pub(crate) fn unexpected<T: std::fmt::Debug>(answer: T) -> RequestError {
+    warn!(?answer, "unexpected answer from an actor");
+    RequestError::internal()
+}
+
+async fn subscribe(
+    myself: &ActorRef<SessionMsg>,
+    state: &mut SessionState,
+    channel_id: Uuid,
+    last_seq: Option<ChannelSeq>,
+) -> Result<SubscribeAnswer, RequestError> {
+    if !state.subscriptions.contains_key(&channel_id) && state.subscriptions.len() >= state.config.max_subscriptions {
+        return Err(RequestError::invalid(format!("at most {} subscriptions", state.config.max_subscriptions)));
+    }
+    let request = ChannelRequest::Subscribe { caller: state.caller, session: state.addr() };
+    let answer = match state.directory.ask_channel(channel_id, request, state.config.call_timeout).await? {
+        ChannelAnswer::Subscribed(answer) => answer,
+        other => return Err(unexpected(other)),
+    };
+    let head = answer.head_seq;
+    // Subscribed already (after a membership change): go on from what this session delivered.
+    let from = state.subscriptions.get(&channel_id).copied().or(last_seq).map(|seen| seen.max(0));
+    match from {
+        Some(seen) if seen < head => {
+            state.subscriptions.insert(channel_id, seen);
+            replay(myself, state, channel_id, seen, head).await?;
+        }
+        _ => {
+            state.subscriptions.insert(channel_id, head);
+        }
+    }
+    Ok(answer)
+}
+
+/// After a membership change: subscribe again (the owner may have moved; subscribing again
+/// at the same owner is harmless), catching up from what this session delivered.
+pub(super) async fn rehome(myself: &ActorRef<SessionMsg>, state: &mut SessionState) {
+    let channels: Vec<Uuid> = state.subscriptions.keys().copied().collect();
+    for channel_id in channels {
+        if let Err(err) = subscribe(myself, state, channel_id, None).await {
+            warn!(session_id = %state.session_id, %channel_id, error = %err, "resubscribe failed");
+        }
+    }
+    let attach = UserRequest::Attach { session: state.addr() };
+    if let Err(err) = state.directory.ask_user(state.caller.user_id, attach, state.config.call_timeout).await {
+        warn!(session_id = %state.session_id, error = %err, "presence re-attach failed");
+    }
+    let watching: Vec<Uuid> = state.watching.iter().copied().collect();
+    for user_id in watching {
+        let watch = UserRequest::Watch { watcher: state.caller, session: state.addr() };
+        if let Err(err) = state.directory.ask_user(user_id, watch, state.config.call_timeout).await {
+            warn!(session_id = %state.session_id, %user_id, error = %err, "presence re-watch failed");
+        }
+    }
+}
+
+async fn set_presence(state: &mut SessionState, status: PresenceStatus) -> Result<(), RequestError> {
+    if status == PresenceStatus::Offline {
+        return Err(RequestError::invalid("a live session is online or away; close it to go offline"));
+    }
+    let request = UserRequest::SetStatus { session_id: state.session_id, status };
+    state.directory.ask_user(state.caller.user_id, request, state.config.call_timeout).await.map(|_| ())
+}
+
+async fn watch_presence(state: &mut SessionState, user_ids: Vec<Uuid>) -> Result<Vec<PresenceView>, RequestError> {
+    if state.watching.len() + user_ids.len() > state.config.max_presence_watches {
+        return Err(RequestError::invalid(format!("at most {} presence watches", state.config.max_presence_watches)));
+    }
+    let mut views = Vec::with_capacity(user_ids.len());
+    for user_id in user_ids {
+        let request = UserRequest::Watch { watcher: state.caller, session: state.addr() };
+        match state.directory.ask_user(user_id, request, state.config.call_timeout).await? {
+            UserAnswer::Presence(view) => views.push(view),
+            other => return Err(unexpected(other)),
+        }
+        state.watching.insert(user_id);
+    }
+    Ok(views)
+}
