@@ -75,7 +75,8 @@ if [[ -z "${TEST_REDIS_URL:-}" ]]; then
     echo "started throwaway redis on port $redis_port"
 fi
 
-# Release-built node binaries for the multi-process tests are built by those tests' harness.
+# The multi-node tests start real node processes from target/debug/node.
+cargo build -p node
 # Arguments select what to run (e.g. `-p integration-tests`); none runs the whole workspace.
 (($#)) || set -- --workspace
 if cargo nextest --version >/dev/null 2>&1; then

@@ -9,6 +9,8 @@
 
 pub mod codec;
 pub mod membership;
+pub mod placement;
+pub mod transport;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

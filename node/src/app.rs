@@ -28,12 +28,13 @@ use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
 
 use crate::auth::Tokens;
+use crate::cluster_node::NodeCluster;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::{accounts, channels, files, ops};
 use crate::metrics::Metrics;
 use crate::presence::RedisPresence;
-use crate::store::Db;
+use crate::store::{Backend, Db};
 use crate::ws;
 
 /// What every handler can reach. Cheap to clone.
@@ -48,6 +49,8 @@ pub struct AppState {
     /// One permit per open WebSocket.
     pub connections: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
+    /// Set in cluster mode.
+    pub cluster: Option<Arc<NodeCluster>>,
 }
 
 impl AppState {
@@ -89,6 +92,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/cluster/status", get(ops::cluster_status))
+        .route("/cluster/owner", get(ops::cluster_owner))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
         .layer(CorsLayer::new().allow_origin(Any).allow_methods(Any).allow_headers(Any))
@@ -121,9 +126,29 @@ impl Node {
             channel: ChannelConfig { typing_ttl: config.typing_ttl, ..ChannelConfig::default() },
             ..DirectoryConfig::default()
         };
-        let cluster: Arc<dyn Cluster> = actors::routing::SingleNode::new();
+        let (node_cluster, inbound) = match &config.cluster {
+            Some(cluster_config) => {
+                if db.backend() == Backend::Sqlite {
+                    anyhow::bail!("cluster mode needs a shared database: set DATABASE_URL=postgres://…");
+                }
+                let (node_cluster, inbound) =
+                    NodeCluster::start(cluster_config).await.context("joining the cluster")?;
+                if !node_cluster.joined(Duration::from_secs(60)).await {
+                    anyhow::bail!("did not join the cluster within 60 s (seeds {:?})", cluster_config.seeds);
+                }
+                (Some(node_cluster), Some(inbound))
+            }
+            None => (None, None),
+        };
+        let cluster: Arc<dyn Cluster> = match &node_cluster {
+            Some(node_cluster) => node_cluster.clone(),
+            None => actors::routing::SingleNode::new(),
+        };
         let directory =
             Directory::start(ports, directory_config, cluster).await.context("starting the actor directory")?;
+        if let Some(inbound) = inbound {
+            inbound.set_directory(directory.clone());
+        }
         let listener =
             TcpListener::bind(config.bind_addr).await.with_context(|| format!("binding {}", config.bind_addr))?;
         let addr = listener.local_addr()?;
@@ -137,6 +162,7 @@ impl Node {
             directory,
             metrics: Arc::new(Metrics::new()),
             shutdown: shutdown_rx,
+            cluster: node_cluster,
         };
         let app = router(state.clone());
         let serve_state = state.clone();
@@ -166,6 +192,14 @@ impl Node {
 
     /// Stops gracefully: sockets are told to reconnect, actors stop, the pool closes.
     pub async fn shutdown(self) {
+        if let Some(cluster) = &self.state.cluster {
+            // Leave first, so the others move this node's actors at once.
+            match tokio::time::timeout(Duration::from_secs(3), cluster.membership().leave()).await {
+                Ok(Ok(())) => info!("left the cluster"),
+                Ok(Err(err)) => warn!(error = %err, "could not leave the cluster"),
+                Err(_) => warn!("leaving the cluster timed out"),
+            }
+        }
         self.shutdown.send_replace(true);
         if let Err(err) = self.task.await {
             warn!(error = %err, "server task failed");
@@ -191,6 +225,9 @@ async fn drain(state: &AppState) {
         warn!(left, "sockets still open after the grace period");
     }
     state.directory.shutdown().await;
+    if let Some(cluster) = &state.cluster {
+        cluster.membership().shutdown().await;
+    }
     state.db.close().await;
     info!("node stopped");
 }

@@ -4,12 +4,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::cluster_node::ClusterConfig;
+
 /// Everything a node is configured with. `Debug` masks the secrets.
 #[derive(Clone)]
 pub struct Config {
     /// Where HTTP and WebSocket clients connect (`BIND_ADDR`, default `0.0.0.0:8000`).
     pub bind_addr: SocketAddr,
-    /// This node's name in logs and `hello` frames (`NODE_ID`, default the bind address).
+    /// This node's name in logs and `hello` frames (`NODE_ID`, default `node-<port>`).
     pub node_id: String,
     /// `sqlite://…` (default `sqlite://./data/lark.db`) or `postgres://…` (`DATABASE_URL`).
     pub database_url: String,
@@ -42,6 +44,8 @@ pub struct Config {
     pub log_json: bool,
     /// How long shutdown waits for sockets to close (`SHUTDOWN_GRACE_MS`).
     pub shutdown_grace: Duration,
+    /// Cluster mode, on when `CLUSTER_ADDR` is set.
+    pub cluster: Option<ClusterConfig>,
 }
 
 pub const DEV_JWT_SECRET: &str = "dev-only-secret-change-me";
@@ -97,6 +101,7 @@ impl Config {
             metrics_token: var("METRICS_TOKEN"),
             log_json: var("LOG_FORMAT").is_some_and(|format| format.eq_ignore_ascii_case("json")),
             shutdown_grace: millis("SHUTDOWN_GRACE_MS", 5_000)?,
+            cluster: cluster_from_env(bind_addr)?,
         })
     }
 
@@ -124,8 +129,35 @@ impl Config {
             metrics_token: None,
             log_json: false,
             shutdown_grace: Duration::from_secs(2),
+            cluster: None,
         }
     }
+}
+
+pub const DEV_CLUSTER_SECRET: &str = "dev-only-cluster-secret";
+
+fn cluster_from_env(bind_addr: SocketAddr) -> Result<Option<ClusterConfig>, ConfigError> {
+    let Some(listen) = var("CLUSTER_ADDR") else { return Ok(None) };
+    let listen: SocketAddr = listen.parse().map_err(|err: std::net::AddrParseError| ConfigError {
+        name: "CLUSTER_ADDR",
+        value: listen,
+        reason: err.to_string(),
+    })?;
+    let seeds = var("SEED_NODES")
+        .map(|seeds| seeds.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
+    Ok(Some(ClusterConfig {
+        listen,
+        advertise: var("CLUSTER_ADVERTISE").unwrap_or_else(|| listen.to_string()),
+        client_advertise: var("CLIENT_ADVERTISE").unwrap_or_else(|| bind_addr.to_string()),
+        seeds,
+        secret: var("CLUSTER_SECRET").unwrap_or_else(|| DEV_CLUSTER_SECRET.to_owned()),
+        data_dir: var("DATA_DIR").unwrap_or_else(|| "./data".to_owned()).into(),
+        heartbeat: millis("RAFT_HEARTBEAT_MS", 150)?,
+        election_timeout: (millis("RAFT_ELECTION_MIN_MS", 600)?, millis("RAFT_ELECTION_MAX_MS", 1200)?),
+        dead_after: millis("DEAD_AFTER_MS", 2_000)?,
+        max_voters: parsed("MAX_VOTERS", 5)?,
+    }))
 }
 
 /// Hides the password part of a URL.
@@ -166,6 +198,10 @@ impl fmt::Debug for Config {
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
             .field("log_json", &self.log_json)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field(
+                "cluster",
+                &self.cluster.as_ref().map(|c| (c.listen, &c.advertise, &c.seeds, &c.data_dir, c.dead_after)),
+            )
             .finish()
     }
 }

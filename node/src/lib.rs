@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`config`]: environment configuration with defaults; secrets masked when printed.
 //! - [`app`]: shared state, the router, a node's start and graceful stop.
+//! - [`cluster_node`]: cluster mode: membership, placement, actor traffic between nodes.
 //! - [`auth`]: argon2 password hashes and HS256 JWTs; the `AuthUser` extractor.
 //! - [`error`]: `ApiError`, the one error type of the HTTP API, and extractors that use it.
 //! - [`http`]: HTTP handlers by resource.
@@ -16,6 +17,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cluster_node;
 pub mod config;
 pub mod error;
 pub mod http;

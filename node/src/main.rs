@@ -7,7 +7,12 @@ use tracing::info;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::from_env().context("reading configuration")?;
+    let mut config = Config::from_env().context("reading configuration")?;
+    let joins = join_args(std::env::args().skip(1))?;
+    if !joins.is_empty() {
+        let cluster = config.cluster.as_mut().context("--join needs cluster mode: set CLUSTER_ADDR")?;
+        cluster.seeds.extend(joins);
+    }
     node::init_tracing(config.log_json);
     if config.jwt_secret == node::config::DEV_JWT_SECRET {
         tracing::warn!("JWT_SECRET is not set: using the development secret, never do this in production");
@@ -18,6 +23,21 @@ async fn main() -> anyhow::Result<()> {
     info!("shutdown signal received, draining");
     node.shutdown().await;
     Ok(())
+}
+
+/// `--join <addr>` (repeatable): cluster addresses of existing members.
+fn join_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Vec<String>> {
+    let mut joins = Vec::new();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--join" => joins.push(args.next().context("--join needs an address")?),
+            other => match other.strip_prefix("--join=") {
+                Some(addr) => joins.push(addr.to_owned()),
+                None => anyhow::bail!("unknown argument {other:?} (usage: node [--join <cluster-addr>]...)"),
+            },
+        }
+    }
+    Ok(joins)
 }
 
 /// Resolves on ctrl-c or SIGTERM.

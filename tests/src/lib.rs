@@ -4,10 +4,13 @@
 //! - [`TestNode`]: a node started in-process on a loopback port, on SQLite or Postgres.
 //! - [`Api`]: an HTTP client bound to one user's token.
 //! - [`WsClient`]: a WebSocket client speaking the JSON protocol.
+//! - [`sandbox`]: a cluster of real node processes with kill/pause/restart controls.
 //!
 //! Postgres and Redis come from `TEST_POSTGRES_URL` / `TEST_REDIS_URL` (scripts/test.sh
 //! starts throwaway servers). Without them the Postgres/Redis tests say so and pass,
 //! except under CI (`CI` set), where a missing server fails the test.
+
+pub mod sandbox;
 
 use std::time::Duration;
 
@@ -148,6 +151,11 @@ impl Api {
         }
     }
 
+    /// The same user, talking to another node.
+    pub fn on(&self, base: &str) -> Api {
+        Api { base: base.to_owned(), ..self.clone() }
+    }
+
     fn from_login(base: &str, slug: &str, answer: &Value) -> Api {
         let user = &answer["user"];
         Api {
@@ -222,6 +230,11 @@ impl Api {
         let ws_base = self.base.replacen("http://", "ws://", 1);
         WsClient::connect(&format!("{ws_base}/ws?token={}", self.token)).await.expect("websocket connects")
     }
+}
+
+/// A client from the answer of a company creation or a login.
+pub fn api_from_login(base: &str, slug: &str, answer: &Value) -> Api {
+    Api::from_login(base, slug, answer)
 }
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;

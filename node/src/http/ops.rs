@@ -30,12 +30,52 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    if let Some(expected) = &state.config.metrics_token {
-        if bearer(&headers) != Some(expected.as_str()) {
-            return Err(ApiError::unauthorized("metrics need the metrics token"));
+fn check_operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match &state.config.metrics_token {
+        Some(expected) if bearer(headers) != Some(expected.as_str()) => {
+            Err(ApiError::unauthorized("this endpoint needs the operator token (METRICS_TOKEN)"))
         }
+        _ => Ok(()),
     }
+}
+
+/// `GET /cluster/status`: members, leader, epoch and the actors this node runs.
+pub async fn cluster_status(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    check_operator(&state, &headers)?;
+    let actors = state.directory.stats();
+    let membership = state.cluster.as_ref().map(|cluster| cluster.membership().status());
+    let body = json!({
+        "node_id": state.config.node_id,
+        "raft_node_id": state.directory.this_node(),
+        "mode": if state.cluster.is_some() { "cluster" } else { "single" },
+        "membership": membership,
+        "actors": actors,
+        "sockets": state.open_sockets(),
+    });
+    Ok(Json(body).into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct OwnerQuery {
+    pub key: String,
+}
+
+/// `GET /cluster/owner?key=channel:<uuid>`: which node owns an actor key in this node's view.
+pub async fn cluster_owner(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    crate::error::ApiQuery(query): crate::error::ApiQuery<OwnerQuery>,
+) -> Result<Response, ApiError> {
+    check_operator(&state, &headers)?;
+    let owner = match &state.cluster {
+        Some(cluster) => cluster.owner_of_key(&query.key),
+        None => Some(state.directory.this_node()),
+    };
+    Ok(Json(json!({ "key": query.key, "owner": owner })).into_response())
+}
+
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    check_operator(&state, &headers)?;
     let stats = state.directory.stats();
     state.metrics.channel_actors.set(stats.channels as i64);
     state.metrics.user_actors.set(stats.users as i64);
