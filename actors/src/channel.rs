@@ -14,7 +14,9 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 use crate::directory::Directory;
-use crate::ports::{AppendOutcome, Caller, ChannelKind, ChannelSnapshot, Member, Mutation, NewMessage, StoreError};
+use crate::ports::{
+    AppendOutcome, Caller, ChannelKind, ChannelSnapshot, Member, Mutation, NewMessage, PushNotice, StoreError,
+};
 use crate::protocol::{
     now_millis, parse_mentions, ChannelEvent, ChannelSeq, ErrorCode, MessageView, NotificationReason, ReadCursor,
     RequestError, ServerFrame, MAX_ATTACHMENTS, MAX_BODY_BYTES, MAX_EMOJI_BYTES,
@@ -438,7 +440,8 @@ async fn send_message(state: &mut ChannelState, caller: Caller, draft: MessageDr
     Ok(message)
 }
 
-/// Mentioned members, and the other side of a direct message, hear about it on every device.
+/// Mentioned members, and the other side of a direct message, hear about it on every
+/// device; with no live session, on their phones.
 fn notify_people(state: &ChannelState, message: &MessageView) {
     let mut targets: Vec<(Uuid, NotificationReason)> =
         message.mentions.iter().map(|user| (*user, NotificationReason::Mention)).collect();
@@ -450,6 +453,7 @@ fn notify_people(state: &ChannelState, message: &MessageView) {
         }
     }
     targets.retain(|(user, _)| *user != message.sender_id);
+    let sender = state.member(message.sender_id).map_or("someone", |member| member.username.as_str());
     for (user_id, reason) in targets {
         let frame = ServerFrame::Notification {
             reason,
@@ -457,8 +461,33 @@ fn notify_people(state: &ChannelState, message: &MessageView) {
             seq: message.seq,
             message: message.clone(),
         };
-        state.directory.notify_user_later(user_id, Arc::from(frame.to_text()));
+        let push = message_push(user_id, reason, sender, message);
+        state.directory.notify_user_later(user_id, Arc::from(frame.to_text()), Some(push));
     }
+}
+
+/// The phone notification for a mention or a direct message, with a deep link to it.
+fn message_push(user_id: Uuid, reason: NotificationReason, sender: &str, message: &MessageView) -> PushNotice {
+    let title = match reason {
+        NotificationReason::Mention => format!("{sender} mentioned you"),
+        NotificationReason::DirectMessage => format!("Message from {sender}"),
+    };
+    let body: String = message.body.chars().take(140).collect();
+    let kind = match reason {
+        NotificationReason::Mention => "mention",
+        NotificationReason::DirectMessage => "direct_message",
+    };
+    let data = [
+        ("kind", kind.to_owned()),
+        ("channel_id", message.channel_id.to_string()),
+        ("message_id", message.id.to_string()),
+        ("seq", message.seq.to_string()),
+        ("deep_link", format!("lark://channel/{}/message/{}", message.channel_id, message.id)),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect();
+    PushNotice { user_id, title, body, data }
 }
 
 /// Stores `mutation` with its event at the next seq and broadcasts it. `None` when nothing changed.

@@ -30,7 +30,7 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::channel::{ChannelActor, ChannelArgs, ChannelConfig, ChannelMsg};
-use crate::ports::{Ports, StoreError};
+use crate::ports::{Ports, PushNotice, StoreError};
 use crate::protocol::{ErrorCode, RequestError};
 use crate::routing::{
     ActorKey, ChannelAnswer, ChannelRequest, Cluster, NodeId, RemoteAnswer, RemoteRequest, SessionAddr, UserAnswer,
@@ -302,9 +302,10 @@ impl Directory {
         });
     }
 
-    /// Delivers `text` to every live session of the user; returns how many took it.
-    pub async fn notify_user(&self, user_id: Uuid, text: &str) -> Result<usize, RequestError> {
-        let request = UserRequest::Notify { text: text.to_owned() };
+    /// Delivers `text` to every live session of the user, or queues `push` when none is
+    /// live; returns how many sessions took it.
+    pub async fn notify_user(&self, user_id: Uuid, text: &str, push: Option<PushNotice>) -> Result<usize, RequestError> {
+        let request = UserRequest::Notify { text: text.to_owned(), push };
         match self.ask_user(user_id, request, Duration::from_secs(10)).await? {
             UserAnswer::Delivered(count) => Ok(count),
             _ => Err(RequestError::internal()),
@@ -312,10 +313,10 @@ impl Directory {
     }
 
     /// Like [`Self::notify_user`] without waiting: for actors that must not block on another.
-    pub fn notify_user_later(&self, user_id: Uuid, text: Arc<str>) {
+    pub fn notify_user_later(&self, user_id: Uuid, text: Arc<str>, push: Option<PushNotice>) {
         let directory = self.clone();
         tokio::spawn(async move {
-            if let Err(err) = directory.notify_user(user_id, &text).await {
+            if let Err(err) = directory.notify_user(user_id, &text, push).await {
                 warn!(%user_id, error = %err, "notification not delivered");
             }
         });

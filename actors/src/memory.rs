@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::ports::{
     AppendOutcome, ChannelKind, ChannelSnapshot, ChannelStore, Member, Mutation, NewMessage, Ports, PresenceRecord,
-    PresenceStore, StoreError, StoreResult, StoredEvent, UserDirectory,
+    PresenceStore, PushNotice, PushQueue, StoreError, StoreResult, StoredEvent, UserDirectory,
 };
 use crate::protocol::{ChannelEvent, ChannelSeq, MessageView, ReadCursor};
 
@@ -51,6 +51,21 @@ struct MemoryData {
 pub struct MemoryStore {
     data: Mutex<MemoryData>,
     fail_writes: Mutex<Option<StoreError>>,
+    pub pushes: Arc<MemoryPush>,
+}
+
+/// Records queued push notices.
+#[derive(Default)]
+pub struct MemoryPush {
+    pub queued: Mutex<Vec<PushNotice>>,
+}
+
+#[async_trait]
+impl PushQueue for MemoryPush {
+    async fn enqueue(&self, notice: PushNotice) -> StoreResult<()> {
+        self.queued.lock().unwrap().push(notice);
+        Ok(())
+    }
 }
 
 impl MemoryStore {
@@ -59,7 +74,12 @@ impl MemoryStore {
     }
 
     pub fn ports(self: &Arc<Self>) -> Ports {
-        Ports { channels: self.clone(), presence: Arc::new(MemoryPresence::default()), users: self.clone() }
+        Ports {
+            channels: self.clone(),
+            presence: Arc::new(MemoryPresence::default()),
+            users: self.clone(),
+            push: self.pushes.clone(),
+        }
     }
 
     pub fn add_user(&self, company_id: Uuid, username: &str) -> Uuid {

@@ -149,10 +149,39 @@ pub trait UserDirectory: Send + Sync + 'static {
     async fn company_of(&self, user_id: Uuid) -> StoreResult<Option<Uuid>>;
 }
 
+/// A push notification for all devices of one user (FCM in production).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PushNotice {
+    pub user_id: Uuid,
+    pub title: String,
+    pub body: String,
+    /// String to string only (FCM's `data`): kind, ids, `deep_link`, `link`.
+    pub data: std::collections::BTreeMap<String, String>,
+}
+
+/// A durable push queue: once `enqueue` returns `Ok`, the notice is delivered even if this
+/// node dies.
+#[async_trait]
+pub trait PushQueue: Send + Sync + 'static {
+    async fn enqueue(&self, notice: PushNotice) -> StoreResult<()>;
+}
+
+/// No push configured: notices are logged and dropped.
+pub struct NoPush;
+
+#[async_trait]
+impl PushQueue for NoPush {
+    async fn enqueue(&self, notice: PushNotice) -> StoreResult<()> {
+        tracing::debug!(user_id = %notice.user_id, title = %notice.title, "push not configured, notice dropped");
+        Ok(())
+    }
+}
+
 /// What the actors need from the outside world, shared by all of them.
 #[derive(Clone)]
 pub struct Ports {
     pub channels: Arc<dyn ChannelStore>,
     pub presence: Arc<dyn PresenceStore>,
     pub users: Arc<dyn UserDirectory>,
+    pub push: Arc<dyn PushQueue>,
 }

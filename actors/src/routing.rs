@@ -122,9 +122,11 @@ pub enum UserRequest {
     Unwatch {
         session_id: Uuid,
     },
-    /// Deliver a frame (JSON text) to every session of the user.
+    /// Deliver a frame (JSON text) to every session of the user; with `push`, and no live
+    /// session, queue that push notification instead.
     Notify {
         text: String,
+        push: Option<crate::ports::PushNotice>,
     },
     GetPresence,
 }

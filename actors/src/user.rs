@@ -137,9 +137,15 @@ impl UserState {
             UserRequest::Unwatch { session_id } => {
                 self.watchers.remove(&session_id);
             }
-            UserRequest::Notify { text } => {
+            UserRequest::Notify { text, push } => {
                 let delivery = Delivery { channel_id: None, seq: None, text: Arc::from(text) };
                 fan_out(&mut self.sinks, &delivery);
+                if let Some(notice) = push.filter(|_| self.sinks.is_empty()) {
+                    if let Err(err) = self.directory.ports().push.enqueue(notice).await {
+                        warn!(user_id = %self.user_id, error = %err, "push not queued");
+                        return Err(RequestError::unavailable());
+                    }
+                }
                 return Ok(UserAnswer::Delivered(self.sinks.len()));
             }
             UserRequest::GetPresence => return Ok(UserAnswer::Presence(self.view())),

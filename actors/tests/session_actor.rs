@@ -149,3 +149,32 @@ async fn a_mention_reaches_the_user_even_when_not_subscribed() {
     assert_eq!(note["reason"], "mention");
     assert_eq!(note["message"]["body"], "ping @bob please");
 }
+
+#[tokio::test]
+async fn a_mention_of_an_offline_user_is_queued_as_a_push_with_a_deep_link() {
+    let h = Harness::new().await;
+    let (alice, bob) = (h.user("alice"), h.user("bob"));
+    let channel = h.channel(ChannelKind::Public, &[alice, bob]);
+    let mut alice_session = h.connect(alice).await;
+    let (ok, _) = alice_session
+        .request("s", json!({"type":"send","channel_id":channel,"client_msg_id":"m","body":"@bob are you there?"}))
+        .await;
+    let message_id = ok["result"]["id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + common::WAIT;
+    let notice = loop {
+        if let Some(notice) = h.store.pushes.queued.lock().unwrap().first().cloned() {
+            break notice;
+        }
+        assert!(std::time::Instant::now() < deadline, "no push queued");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(notice.user_id, bob.user_id);
+    assert_eq!(notice.title, "alice mentioned you");
+    assert_eq!(notice.data["deep_link"], format!("lark://channel/{channel}/message/{message_id}"));
+
+    // With a live session the mention goes to the socket, not to the phone.
+    let mut bob_session = h.connect(bob).await;
+    alice_session.request("t", json!({"type":"send","channel_id":channel,"client_msg_id":"n","body":"@bob hi"})).await;
+    bob_session.next_of("notification").await;
+    assert_eq!(h.store.pushes.queued.lock().unwrap().len(), 1);
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actors::channel::ChannelConfig;
 use actors::memory::MemoryPresence;
-use actors::ports::{Ports, PresenceStore};
+use actors::ports::{NoPush, Ports, PresenceStore};
 use actors::routing::Cluster;
 use actors::{Directory, DirectoryConfig};
 use anyhow::Context;
@@ -121,7 +121,8 @@ impl Node {
             Some(redis) => Arc::new(redis.clone()),
             None => Arc::new(MemoryPresence::default()),
         };
-        let ports = Ports { channels: Arc::new(db.clone()), presence, users: Arc::new(db.clone()) };
+        let ports =
+            Ports { channels: Arc::new(db.clone()), presence, users: Arc::new(db.clone()), push: Arc::new(NoPush) };
         let directory_config = DirectoryConfig {
             channel: ChannelConfig { typing_ttl: config.typing_ttl, ..ChannelConfig::default() },
             ..DirectoryConfig::default()
