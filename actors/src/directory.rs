@@ -16,6 +16,7 @@
 //! **Invariant:** at most one running actor per key on a node (spawns happen under the key's
 //! slot lock), and a node serves a key only while placement says it owns it.
 
+mod kinds;
 mod slots;
 
 use std::collections::{BTreeSet, HashMap};
@@ -26,29 +27,36 @@ use std::time::Duration;
 
 use ractor::concurrency::oneshot;
 use ractor::{Actor, ActorRef, RpcReplyPort};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::channel::{ChannelActor, ChannelArgs, ChannelConfig, ChannelMsg};
+use crate::channel::{ChannelConfig, ChannelMsg};
+use crate::meeting::{MeetingConfig, MeetingMsg};
 use crate::ports::{Ports, PushNotice, StoreError};
 use crate::protocol::{ErrorCode, RequestError};
 use crate::routing::{
-    ActorKey, ChannelAnswer, ChannelRequest, Cluster, NodeId, RemoteAnswer, RemoteRequest, SessionAddr, UserAnswer,
-    UserRequest,
+    ActorKey, ChannelAnswer, ChannelRequest, Cluster, MeetingAnswer, MeetingRequest, NodeId, RemoteAnswer,
+    RemoteRequest, SessionAddr, UserAnswer, UserRequest,
 };
 use crate::session::{cast_failed, SessionMsg, SessionSink, SinkRoute};
-use crate::user::{UserActor, UserArgs, UserMsg};
+use crate::user::UserMsg;
+use kinds::{Channels, Kind, Meetings, Users};
 use slots::{is_running, HomeSupervisor, Slots};
 
 #[derive(Debug, Clone, Copy)]
 pub struct DirectoryConfig {
     pub channel: ChannelConfig,
+    pub meeting: MeetingConfig,
     pub user_idle_timeout: Duration,
 }
 
 impl Default for DirectoryConfig {
     fn default() -> Self {
-        Self { channel: ChannelConfig::default(), user_idle_timeout: Duration::from_secs(60) }
+        Self {
+            channel: ChannelConfig::default(),
+            meeting: MeetingConfig::default(),
+            user_idle_timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -64,6 +72,7 @@ struct Inner {
     cluster: Arc<dyn Cluster>,
     channels: Slots<ChannelMsg>,
     users: Slots<UserMsg>,
+    meetings: Slots<MeetingMsg>,
     sessions: Mutex<HashMap<Uuid, ActorRef<SessionMsg>>>,
     supervisor: Mutex<Option<ActorRef<()>>>,
 }
@@ -79,6 +88,7 @@ pub struct Directory {
 pub struct DirectoryStats {
     pub channels: usize,
     pub users: usize,
+    pub meetings: usize,
     pub sessions: usize,
 }
 
@@ -112,6 +122,7 @@ impl Directory {
             cluster,
             channels: Slots::new(),
             users: Slots::new(),
+            meetings: Slots::new(),
             sessions: Mutex::new(HashMap::new()),
             supervisor: Mutex::new(None),
         });
@@ -134,6 +145,7 @@ impl Directory {
         DirectoryStats {
             channels: self.inner.channels.len(),
             users: self.inner.users.len(),
+            meetings: self.inner.meetings.len(),
             sessions: self.inner.sessions.lock().unwrap().len(),
         }
     }
@@ -176,30 +188,48 @@ impl Directory {
         self.inner.cluster.owner(key).ok_or_else(RequestError::unavailable)
     }
 
-    /// Sends a request to the channel's owner, in order; the result resolves to its answer.
-    pub async fn send_channel(
-        &self,
-        channel_id: Uuid,
-        request: ChannelRequest,
-    ) -> Result<Pending<ChannelAnswer>, RequestError> {
+    /// The running actor of kind `K` for `id` on this node, spawned if needed.
+    async fn actor<K: Kind>(&self, id: Uuid) -> Result<ActorRef<K::Msg>, RequestError> {
+        let slots = K::slots(&self.inner);
+        let slot = slots.slot(id);
+        let result = {
+            let mut guard = slot.lock().await;
+            match guard.as_ref().filter(|actor| is_running(actor.get_cell())) {
+                Some(actor) => Ok(actor.clone()),
+                None => {
+                    let spawned = K::spawn(self, id).await;
+                    if let Ok(actor) = &spawned {
+                        slots.keys.lock().unwrap().insert(actor.get_id(), id);
+                        *guard = Some(actor.clone());
+                    }
+                    spawned
+                }
+            }
+        };
+        if result.is_err() {
+            slots.release(id, slot);
+        }
+        result
+    }
+
+    /// Sends a request to the owner of `id`, in order; the result resolves to its answer.
+    async fn send<K: Kind>(&self, id: Uuid, request: K::Request) -> Result<Pending<K::Answer>, RequestError> {
         let mut attempt = 0;
         loop {
-            let owner = self.owner(ActorKey::Channel(channel_id))?;
+            let owner = self.owner(K::key(id))?;
             if owner == self.this_node() {
-                return self.send_local_channel(channel_id, request).await;
+                return self.send_local::<K>(id, request).await;
             }
-            match self.inner.cluster.request(owner, RemoteRequest::Channel { channel_id, request: request.clone() }) {
+            match self.inner.cluster.request(owner, K::remote(id, request.clone())) {
                 Ok(rx) => {
                     return Ok(Box::pin(async move {
-                        match rx.await.map_err(|_| RequestError::unavailable())?? {
-                            RemoteAnswer::Channel(answer) => Ok(answer),
-                            RemoteAnswer::User(_) => Err(RequestError::internal()),
-                        }
+                        let answer = rx.await.map_err(|_| RequestError::unavailable())??;
+                        K::answer(answer).ok_or_else(RequestError::internal)
                     }))
                 }
                 Err(err) if attempt < 3 => {
                     attempt += 1;
-                    debug!(%channel_id, owner, error = %err, attempt, "owner unreachable, retrying after the view settles");
+                    debug!(%id, owner, error = %err, attempt, "owner unreachable, retrying after the view settles");
                     tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                 }
                 Err(err) => return Err(err),
@@ -207,31 +237,22 @@ impl Directory {
         }
     }
 
-    async fn send_local_channel(
-        &self,
-        channel_id: Uuid,
-        request: ChannelRequest,
-    ) -> Result<Pending<ChannelAnswer>, RequestError> {
+    async fn send_local<K: Kind>(&self, id: Uuid, request: K::Request) -> Result<Pending<K::Answer>, RequestError> {
         let (tx, rx) = oneshot();
-        let msg = ChannelMsg::Request { request, reply: RpcReplyPort::from(tx) };
-        let actor = self.channel(channel_id).await?;
+        let msg = K::message(request, RpcReplyPort::from(tx));
+        let actor = self.actor::<K>(id).await?;
         if let Err(err) = actor.cast(msg) {
             let msg = cast_failed(err).ok_or_else(RequestError::unavailable)?;
-            debug!(%channel_id, "channel stopped under us, respawning");
-            self.channel(channel_id).await?.cast(msg).map_err(|_| RequestError::unavailable())?;
+            debug!(%id, "actor stopped under us, respawning");
+            self.actor::<K>(id).await?.cast(msg).map_err(|_| RequestError::unavailable())?;
         }
         Ok(local_answer(rx))
     }
 
-    /// Asks the channel's owner and waits at most `timeout`; retries while ownership moves.
-    pub async fn ask_channel(
-        &self,
-        channel_id: Uuid,
-        request: ChannelRequest,
-        timeout: Duration,
-    ) -> Result<ChannelAnswer, RequestError> {
+    /// Asks the owner of `id` and waits at most `timeout`; retries while ownership moves.
+    async fn ask<K: Kind>(&self, id: Uuid, request: K::Request, timeout: Duration) -> Result<K::Answer, RequestError> {
         for attempt in 0u64..4 {
-            let pending = self.send_channel(channel_id, request.clone()).await?;
+            let pending = self.send::<K>(id, request.clone()).await?;
             match tokio::time::timeout(timeout, pending).await {
                 Ok(Err(err)) if is_not_owner(&err) && attempt < 3 => {
                     tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
@@ -243,63 +264,50 @@ impl Directory {
         Err(RequestError::unavailable())
     }
 
-    /// Fire and forget, for requests whose answer nobody needs (unsubscribe).
-    pub fn tell_channel(&self, channel_id: Uuid, request: ChannelRequest) {
+    /// Fire and forget, for notices whose answer nobody needs.
+    fn tell<K: Kind>(&self, id: Uuid, request: K::Request) {
         let directory = self.clone();
         tokio::spawn(async move {
-            if let Err(err) = directory.send_channel(channel_id, request).await {
-                debug!(%channel_id, error = %err, "channel notice not sent");
+            if let Err(err) = directory.send::<K>(id, request).await {
+                debug!(%id, error = %err, "notice not sent");
             }
         });
     }
 
-    pub async fn send_user(&self, user_id: Uuid, request: UserRequest) -> Result<Pending<UserAnswer>, RequestError> {
-        let owner = self.owner(ActorKey::User(user_id))?;
-        if owner != self.this_node() {
-            let rx = self.inner.cluster.request(owner, RemoteRequest::User { user_id, request })?;
-            return Ok(Box::pin(async move {
-                match rx.await.map_err(|_| RequestError::unavailable())?? {
-                    RemoteAnswer::User(answer) => Ok(answer),
-                    RemoteAnswer::Channel(_) => Err(RequestError::internal()),
-                }
-            }));
-        }
-        let (tx, rx) = oneshot();
-        let msg = UserMsg::Request { request, reply: RpcReplyPort::from(tx) };
-        let actor = self.user(user_id).await?;
-        if let Err(err) = actor.cast(msg) {
-            let msg = cast_failed(err).ok_or_else(RequestError::unavailable)?;
-            self.user(user_id).await?.cast(msg).map_err(|_| RequestError::unavailable())?;
-        }
-        Ok(local_answer(rx))
+    pub async fn send_channel(&self, id: Uuid, request: ChannelRequest) -> Result<Pending<ChannelAnswer>, RequestError> {
+        self.send::<Channels>(id, request).await
+    }
+    pub async fn ask_channel(&self, id: Uuid, request: ChannelRequest, timeout: Duration) -> Result<ChannelAnswer, RequestError> {
+        self.ask::<Channels>(id, request, timeout).await
+    }
+    pub fn tell_channel(&self, id: Uuid, request: ChannelRequest) {
+        self.tell::<Channels>(id, request);
+    }
+    pub fn find_channel(&self, id: Uuid) -> Option<ActorRef<ChannelMsg>> {
+        self.inner.channels.find(id)
     }
 
-    pub async fn ask_user(
-        &self,
-        user_id: Uuid,
-        request: UserRequest,
-        timeout: Duration,
-    ) -> Result<UserAnswer, RequestError> {
-        for attempt in 0u64..4 {
-            let pending = self.send_user(user_id, request.clone()).await?;
-            match tokio::time::timeout(timeout, pending).await {
-                Ok(Err(err)) if is_not_owner(&err) && attempt < 3 => {
-                    tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
-                }
-                Ok(answer) => return answer,
-                Err(_) => return Err(RequestError::unavailable()),
-            }
-        }
-        Err(RequestError::unavailable())
+    pub async fn send_user(&self, id: Uuid, request: UserRequest) -> Result<Pending<UserAnswer>, RequestError> {
+        self.send::<Users>(id, request).await
+    }
+    pub async fn ask_user(&self, id: Uuid, request: UserRequest, timeout: Duration) -> Result<UserAnswer, RequestError> {
+        self.ask::<Users>(id, request, timeout).await
+    }
+    pub fn tell_user(&self, id: Uuid, request: UserRequest) {
+        self.tell::<Users>(id, request);
+    }
+    pub fn find_user(&self, id: Uuid) -> Option<ActorRef<UserMsg>> {
+        self.inner.users.find(id)
     }
 
-    pub fn tell_user(&self, user_id: Uuid, request: UserRequest) {
-        let directory = self.clone();
-        tokio::spawn(async move {
-            if let Err(err) = directory.send_user(user_id, request).await {
-                debug!(%user_id, error = %err, "user notice not sent");
-            }
-        });
+    pub async fn send_meeting(&self, id: Uuid, request: MeetingRequest) -> Result<Pending<MeetingAnswer>, RequestError> {
+        self.send::<Meetings>(id, request).await
+    }
+    pub async fn ask_meeting(&self, id: Uuid, request: MeetingRequest, timeout: Duration) -> Result<MeetingAnswer, RequestError> {
+        self.ask::<Meetings>(id, request, timeout).await
+    }
+    pub fn tell_meeting(&self, id: Uuid, request: MeetingRequest) {
+        self.tell::<Meetings>(id, request);
     }
 
     /// Delivers `text` to every live session of the user, or queues `push` when none is
@@ -328,118 +336,25 @@ impl Directory {
         let key = match &request {
             RemoteRequest::Channel { channel_id, .. } => ActorKey::Channel(*channel_id),
             RemoteRequest::User { user_id, .. } => ActorKey::User(*user_id),
+            RemoteRequest::Meeting { meeting_id, .. } => ActorKey::Meeting(*meeting_id),
         };
         if self.inner.cluster.owner(key) != Some(self.this_node()) {
             return Err(not_owner());
         }
         match request {
             RemoteRequest::Channel { channel_id, request } => {
-                let pending = self.send_local_channel(channel_id, request).await?;
+                let pending = self.send_local::<Channels>(channel_id, request).await?;
                 Ok(Box::pin(async move { pending.await.map(RemoteAnswer::Channel) }))
             }
             RemoteRequest::User { user_id, request } => {
-                let pending = self.send_user(user_id, request).await?;
+                let pending = self.send_local::<Users>(user_id, request).await?;
                 Ok(Box::pin(async move { pending.await.map(RemoteAnswer::User) }))
             }
-        }
-    }
-
-    /// The running channel actor on this node, spawned if needed. Unknown channels are `not_found`.
-    pub async fn channel(&self, channel_id: Uuid) -> Result<ActorRef<ChannelMsg>, RequestError> {
-        let slot = self.inner.channels.slot(channel_id);
-        let result = {
-            let mut guard = slot.lock().await;
-            match guard.as_ref().filter(|actor| is_running(actor.get_cell())) {
-                Some(actor) => Ok(actor.clone()),
-                None => {
-                    let spawned = self.spawn_channel(channel_id).await;
-                    if let Ok(actor) = &spawned {
-                        self.inner.channels.keys.lock().unwrap().insert(actor.get_id(), channel_id);
-                        *guard = Some(actor.clone());
-                    }
-                    spawned
-                }
+            RemoteRequest::Meeting { meeting_id, request } => {
+                let pending = self.send_local::<Meetings>(meeting_id, request).await?;
+                Ok(Box::pin(async move { pending.await.map(RemoteAnswer::Meeting) }))
             }
-        };
-        if result.is_err() {
-            self.inner.channels.release(channel_id, slot);
         }
-        result
-    }
-
-    async fn spawn_channel(&self, channel_id: Uuid) -> Result<ActorRef<ChannelMsg>, RequestError> {
-        let snapshot = self
-            .inner
-            .ports
-            .channels
-            .load_channel(channel_id)
-            .await
-            .map_err(store_unavailable)?
-            .ok_or_else(|| RequestError::not_found("channel"))?;
-        let args = ChannelArgs { snapshot, directory: self.clone(), config: self.inner.config.channel };
-        let (actor, _) = Actor::spawn_linked(None, ChannelActor, args, self.supervisor()?).await.map_err(|err| {
-            error!(%channel_id, error = %err, "channel actor failed to start");
-            RequestError::unavailable()
-        })?;
-        Ok(actor)
-    }
-
-    pub fn find_channel(&self, channel_id: Uuid) -> Option<ActorRef<ChannelMsg>> {
-        self.inner.channels.find(channel_id)
-    }
-
-    /// The running user actor on this node, spawned if needed. Unknown users are `not_found`.
-    pub async fn user(&self, user_id: Uuid) -> Result<ActorRef<UserMsg>, RequestError> {
-        let slot = self.inner.users.slot(user_id);
-        let result = {
-            let mut guard = slot.lock().await;
-            match guard.as_ref().filter(|actor| is_running(actor.get_cell())) {
-                Some(actor) => Ok(actor.clone()),
-                None => {
-                    let spawned = self.spawn_user(user_id).await;
-                    if let Ok(actor) = &spawned {
-                        self.inner.users.keys.lock().unwrap().insert(actor.get_id(), user_id);
-                        *guard = Some(actor.clone());
-                    }
-                    spawned
-                }
-            }
-        };
-        if result.is_err() {
-            self.inner.users.release(user_id, slot);
-        }
-        result
-    }
-
-    async fn spawn_user(&self, user_id: Uuid) -> Result<ActorRef<UserMsg>, RequestError> {
-        let ports = &self.inner.ports;
-        let company_id = ports
-            .users
-            .company_of(user_id)
-            .await
-            .map_err(store_unavailable)?
-            .ok_or_else(|| RequestError::not_found("user"))?;
-        let last = ports.presence.load(user_id).await.unwrap_or_else(|err| {
-            warn!(%user_id, error = %err, "last presence not loaded");
-            None
-        });
-        let args = UserArgs {
-            directory: self.clone(),
-            user_id,
-            company_id,
-            last,
-            presence: ports.presence.clone(),
-            idle_timeout: self.inner.config.user_idle_timeout,
-        };
-        let (actor, _) = Actor::spawn_linked(None, UserActor, args, self.supervisor()?).await.map_err(|err| {
-            error!(%user_id, error = %err, "user actor failed to start");
-            RequestError::unavailable()
-        })?;
-        Ok(actor)
-    }
-
-    pub fn find_user(&self, user_id: Uuid) -> Option<ActorRef<UserMsg>> {
-        self.inner.users.find(user_id)
     }
 
     /// Follows membership epochs: stops actors that moved away, drops sessions of departed
@@ -461,25 +376,7 @@ impl Directory {
     }
 
     fn on_membership_change(&self, departed: Vec<NodeId>) {
-        let this = self.this_node();
-        let cluster = &self.inner.cluster;
-        let mut moved = 0;
-        for (channel_id, actor) in self.inner.channels.running() {
-            if cluster.owner(ActorKey::Channel(channel_id)) != Some(this) {
-                actor.stop(Some("moved to another node".to_owned()));
-                moved += 1;
-            } else if !departed.is_empty() && actor.cast(ChannelMsg::DropNodes(departed.clone())).is_err() {
-                debug!(%channel_id, "channel stopped");
-            }
-        }
-        for (user_id, actor) in self.inner.users.running() {
-            if cluster.owner(ActorKey::User(user_id)) != Some(this) {
-                actor.stop(Some("moved to another node".to_owned()));
-                moved += 1;
-            } else if !departed.is_empty() && actor.cast(UserMsg::DropNodes(departed.clone())).is_err() {
-                debug!(%user_id, "user actor stopped");
-            }
-        }
+        let moved = self.rehome::<Channels>(&departed) + self.rehome::<Users>(&departed) + self.rehome::<Meetings>(&departed);
         let sessions: Vec<ActorRef<SessionMsg>> = self.inner.sessions.lock().unwrap().values().cloned().collect();
         for session in &sessions {
             if session.cast(SessionMsg::Rehome).is_err() {
@@ -489,6 +386,21 @@ impl Directory {
         info!(moved, sessions = sessions.len(), ?departed, "membership changed, actors rehomed");
     }
 
+    /// Stops the actors of kind `K` this node no longer owns; tells the others who left.
+    fn rehome<K: Kind>(&self, departed: &[NodeId]) -> usize {
+        let this = self.this_node();
+        let mut moved = 0;
+        for (id, actor) in K::slots(&self.inner).running() {
+            if self.inner.cluster.owner(K::key(id)) != Some(this) {
+                actor.stop(Some("moved to another node".to_owned()));
+                moved += 1;
+            } else if !departed.is_empty() && actor.cast(K::drop_nodes(departed.to_vec())).is_err() {
+                debug!(%id, "actor stopped");
+            }
+        }
+        moved
+    }
+
     /// Stops every actor of the directory and its supervisor.
     pub async fn shutdown(&self) {
         for (_, channel) in self.inner.channels.running() {
@@ -496,6 +408,9 @@ impl Directory {
         }
         for (_, user) in self.inner.users.running() {
             user.stop(Some("shutdown".to_owned()));
+        }
+        for (_, meeting) in self.inner.meetings.running() {
+            meeting.stop(Some("shutdown".to_owned()));
         }
         let supervisor = self.inner.supervisor.lock().unwrap().take();
         if let Some(supervisor) = supervisor {

@@ -6,6 +6,7 @@
 //! - [`directory`]: virtual actors: get-or-spawn by key, the supervisor, idle stop.
 //! - [`channel`]: `ChannelActor`: sequencing, persistence before ack, typing, receipts, fan-out.
 //! - [`user`]: `UserActor`: presence across a user's sessions, notifications to all devices.
+//! - [`meeting`]: `MeetingRoomActor`: roster, media state, host controls, lobby, signaling relay.
 //! - [`session`]: `SessionActor`: one per socket; subscriptions, resume, bounded outbound queue.
 //! - [`routing`]: requests as data, actor keys, the `Cluster` seam to other nodes.
 //! - [`memory`]: in-memory ports for tests and the single-node default.
@@ -14,6 +15,7 @@
 
 pub mod channel;
 pub mod directory;
+pub mod meeting;
 pub mod memory;
 pub mod ports;
 pub mod protocol;

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::ports::{
-    AppendOutcome, ChannelKind, ChannelSnapshot, ChannelStore, Member, Mutation, NewMessage, Ports, PresenceRecord,
-    PresenceStore, PushNotice, PushQueue, StoreError, StoreResult, StoredEvent, UserDirectory,
+    AppendOutcome, ChannelKind, ChannelSnapshot, ChannelStore, MeetingInfo, MeetingStore, Member, Mutation, NewMessage,
+    Ports, PresenceRecord, PresenceStore, PushNotice, PushQueue, StoreError, StoreResult, StoredEvent, UserDirectory,
 };
 use crate::protocol::{ChannelEvent, ChannelSeq, MessageView, ReadCursor};
 
@@ -43,6 +43,7 @@ struct MemoryChannel {
 struct MemoryData {
     users: HashMap<Uuid, (Uuid, String)>,
     channels: HashMap<Uuid, MemoryChannel>,
+    meetings: HashMap<Uuid, MeetingInfo>,
 }
 
 /// A complete in-memory store. `fail_writes` makes every write fail with the given error,
@@ -79,6 +80,8 @@ impl MemoryStore {
             presence: Arc::new(MemoryPresence::default()),
             users: self.clone(),
             push: self.pushes.clone(),
+            meetings: self.clone(),
+            ice: Arc::new(crate::ports::NoIce),
         }
     }
 
@@ -109,6 +112,13 @@ impl MemoryStore {
             channel.attachments.insert(attachment_id);
         }
         attachment_id
+    }
+
+    pub fn add_meeting(&self, company_id: Uuid, host_id: Uuid, invitees: &[Uuid], lobby: bool) -> Uuid {
+        let meeting_id = Uuid::new_v4();
+        let info = MeetingInfo { meeting_id, company_id, host_id, invitees: invitees.to_vec(), lobby, ended: false };
+        self.data.lock().unwrap().meetings.insert(meeting_id, info);
+        meeting_id
     }
 
     pub fn fail_writes(&self, error: Option<StoreError>) {
@@ -303,6 +313,19 @@ impl ChannelStore for MemoryStore {
             .channels
             .get(&channel_id)
             .is_some_and(|channel| attachment_ids.iter().all(|id| channel.attachments.contains(id))))
+    }
+}
+
+#[async_trait]
+impl MeetingStore for MemoryStore {
+    async fn load_meeting(&self, meeting_id: Uuid) -> StoreResult<Option<MeetingInfo>> {
+        Ok(self.data.lock().unwrap().meetings.get(&meeting_id).cloned())
+    }
+    async fn mark_ended(&self, meeting_id: Uuid) -> StoreResult<()> {
+        if let Some(meeting) = self.data.lock().unwrap().meetings.get_mut(&meeting_id) {
+            meeting.ended = true;
+        }
+        Ok(())
     }
 }
 

@@ -177,6 +177,50 @@ impl PushQueue for NoPush {
     }
 }
 
+/// What a meeting room loads when it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeetingInfo {
+    pub meeting_id: Uuid,
+    pub company_id: Uuid,
+    pub host_id: Uuid,
+    pub invitees: Vec<Uuid>,
+    /// Uninvited users wait for the host to admit them.
+    pub lobby: bool,
+    pub ended: bool,
+}
+
+#[async_trait]
+pub trait MeetingStore: Send + Sync + 'static {
+    async fn load_meeting(&self, meeting_id: Uuid) -> StoreResult<Option<MeetingInfo>>;
+    async fn mark_ended(&self, meeting_id: Uuid) -> StoreResult<()>;
+}
+
+/// STUN/TURN servers handed to a participant on join (RTCIceServer shape).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// Seconds the credential stays valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+}
+
+pub trait IceServers: Send + Sync + 'static {
+    fn for_user(&self, user_id: Uuid) -> Vec<IceServer>;
+}
+
+/// No STUN/TURN configured.
+pub struct NoIce;
+
+impl IceServers for NoIce {
+    fn for_user(&self, _user_id: Uuid) -> Vec<IceServer> {
+        Vec::new()
+    }
+}
+
 /// What the actors need from the outside world, shared by all of them.
 #[derive(Clone)]
 pub struct Ports {
@@ -184,4 +228,6 @@ pub struct Ports {
     pub presence: Arc<dyn PresenceStore>,
     pub users: Arc<dyn UserDirectory>,
     pub push: Arc<dyn PushQueue>,
+    pub meetings: Arc<dyn MeetingStore>,
+    pub ice: Arc<dyn IceServers>,
 }

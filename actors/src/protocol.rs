@@ -90,6 +90,54 @@ pub enum ClientFrame {
     PresenceUnwatch {
         user_ids: Vec<Uuid>,
     },
+    MeetingJoin {
+        meeting_id: Uuid,
+    },
+    MeetingLeave {
+        meeting_id: Uuid,
+    },
+    /// Changes this participant's media state; absent fields stay as they are.
+    MeetingState {
+        meeting_id: Uuid,
+        #[serde(default)]
+        audio: Option<bool>,
+        #[serde(default)]
+        video: Option<bool>,
+        #[serde(default)]
+        screen: Option<bool>,
+        #[serde(default)]
+        hand: Option<bool>,
+    },
+    /// WebRTC signaling to one participant: `payload` is the SDP description or ICE candidate.
+    Signal {
+        meeting_id: Uuid,
+        to: Uuid,
+        kind: crate::meeting::SignalKind,
+        payload: serde_json::Value,
+    },
+    HostMute {
+        meeting_id: Uuid,
+        participant_id: Uuid,
+    },
+    HostRemove {
+        meeting_id: Uuid,
+        participant_id: Uuid,
+    },
+    HostTransfer {
+        meeting_id: Uuid,
+        participant_id: Uuid,
+    },
+    LobbyAdmit {
+        meeting_id: Uuid,
+        participant_id: Uuid,
+    },
+    LobbyDeny {
+        meeting_id: Uuid,
+        participant_id: Uuid,
+    },
+    MeetingEnd {
+        meeting_id: Uuid,
+    },
 }
 
 /// Why a client frame could not be parsed.
@@ -176,6 +224,8 @@ pub enum ErrorCode {
     NotMember,
     NotFound,
     Conflict,
+    /// A limit such as the meeting's participant cap.
+    LimitExceeded,
     Unavailable,
     Internal,
 }
@@ -194,6 +244,7 @@ impl ErrorCode {
             ErrorCode::NotMember => "not_member",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }

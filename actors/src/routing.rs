@@ -10,6 +10,7 @@ use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::channel::{MessageDraft, SubscribeAnswer};
+use crate::meeting::{ParticipantView, SignalKind, StateChange};
 use crate::ports::Caller;
 use crate::protocol::{ChannelSeq, MessageView, PresenceStatus, RequestError};
 use crate::session::Delivery;
@@ -31,6 +32,7 @@ pub struct SessionAddr {
 pub enum ActorKey {
     Channel(Uuid),
     User(Uuid),
+    Meeting(Uuid),
 }
 
 impl ActorKey {
@@ -39,6 +41,7 @@ impl ActorKey {
         match self {
             ActorKey::Channel(id) => format!("channel:{id}"),
             ActorKey::User(id) => format!("user:{id}"),
+            ActorKey::Meeting(id) => format!("meeting:{id}"),
         }
     }
 }
@@ -139,17 +142,70 @@ pub enum UserAnswer {
     Delivered(usize),
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MeetingRequest {
+    Join { caller: Caller, session: SessionAddr },
+    Leave { caller: Caller, session_id: Uuid },
+    /// The session's socket dropped: the participant gets a grace period to rejoin.
+    Disconnected { caller: Caller, session_id: Uuid },
+    SetState { caller: Caller, session_id: Uuid, change: StateChange },
+    /// `payload` is the JSON text of the SDP or ICE candidate.
+    Signal { caller: Caller, session_id: Uuid, to: Uuid, kind: SignalKind, payload: String },
+    HostMute { caller: Caller, session_id: Uuid, target: Uuid },
+    HostRemove { caller: Caller, session_id: Uuid, target: Uuid },
+    HostTransfer { caller: Caller, session_id: Uuid, target: Uuid },
+    LobbyDecision { caller: Caller, session_id: Uuid, target: Uuid, admit: bool },
+    /// End for all: from the host's session, or over HTTP (`session_id: None`) by the host user.
+    End { caller: Caller, session_id: Option<Uuid> },
+    Roster { caller: Caller },
+}
+
+impl MeetingRequest {
+    pub fn caller(&self) -> Caller {
+        match self {
+            MeetingRequest::Join { caller, .. }
+            | MeetingRequest::Leave { caller, .. }
+            | MeetingRequest::Disconnected { caller, .. }
+            | MeetingRequest::SetState { caller, .. }
+            | MeetingRequest::Signal { caller, .. }
+            | MeetingRequest::HostMute { caller, .. }
+            | MeetingRequest::HostRemove { caller, .. }
+            | MeetingRequest::HostTransfer { caller, .. }
+            | MeetingRequest::LobbyDecision { caller, .. }
+            | MeetingRequest::End { caller, .. }
+            | MeetingRequest::Roster { caller } => *caller,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MeetingAnswer {
+    Joined {
+        meeting_id: Uuid,
+        me: ParticipantView,
+        version: u64,
+        participants: Vec<ParticipantView>,
+        max_participants: usize,
+        grace_ms: u64,
+    },
+    Participant(ParticipantView),
+    Roster { version: u64, participants: Vec<ParticipantView> },
+    Done,
+}
+
 /// A request for an actor on another node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum RemoteRequest {
     Channel { channel_id: Uuid, request: ChannelRequest },
     User { user_id: Uuid, request: UserRequest },
+    Meeting { meeting_id: Uuid, request: MeetingRequest },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RemoteAnswer {
     Channel(ChannelAnswer),
     User(UserAnswer),
+    Meeting(MeetingAnswer),
 }
 
 pub type AnswerReceiver = oneshot::Receiver<Result<RemoteAnswer, RequestError>>;

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::directory::Directory;
 use crate::ports::Caller;
 use crate::protocol::{ChannelSeq, RequestError, ServerFrame};
-use crate::routing::{ChannelRequest, Cluster, NodeId, SessionAddr, UserRequest};
+use crate::routing::{ChannelRequest, Cluster, MeetingRequest, NodeId, SessionAddr, UserRequest};
 
 /// Close code sent to a client whose outbound queue overflowed.
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
@@ -208,6 +208,8 @@ pub struct SessionState {
     /// Channel → last seq delivered to the client.
     subscriptions: HashMap<Uuid, ChannelSeq>,
     watching: HashSet<Uuid>,
+    /// Meetings this session joined.
+    meetings: HashSet<Uuid>,
     closed: bool,
 }
 
@@ -268,6 +270,7 @@ impl Actor for SessionActor {
             limiter: RateLimiter::new(args.config.rate_burst, args.config.rate_per_sec),
             subscriptions: HashMap::new(),
             watching: HashSet::new(),
+            meetings: HashSet::new(),
             closed: false,
         };
         state.directory.register_session(state.session_id, myself.clone());
@@ -302,6 +305,10 @@ impl Actor for SessionActor {
             state.directory.tell_user(*user_id, UserRequest::Unwatch { session_id });
         }
         state.directory.tell_user(state.caller.user_id, UserRequest::Detach { session_id });
+        for meeting_id in &state.meetings {
+            let request = MeetingRequest::Disconnected { caller: state.caller, session_id };
+            state.directory.tell_meeting(*meeting_id, request);
+        }
         info!(%session_id, user_id = %state.caller.user_id, "session ended");
         Ok(())
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::channel::ChannelConfig;
+use actors::meeting::MeetingConfig;
 use actors::memory::MemoryPresence;
 use actors::ports::{NoPush, Ports, PresenceStore};
 use actors::routing::Cluster;
@@ -31,7 +32,7 @@ use crate::auth::Tokens;
 use crate::cluster_node::NodeCluster;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::http::{accounts, channels, files, ops};
+use crate::http::{accounts, channels, files, meetings, ops};
 use crate::metrics::Metrics;
 use crate::presence::RedisPresence;
 use crate::store::{Backend, Db};
@@ -84,6 +85,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/channels/{channel_id}/read", post(channels::read))
         .route("/dms", post(channels::open_dm))
+        .route("/meetings", get(meetings::list).post(meetings::create))
+        .route("/meetings/{meeting_id}", get(meetings::get_one))
+        .route("/meetings/{meeting_id}/end", post(meetings::end))
+        .route("/meetings/{meeting_id}/participants", get(meetings::participants))
+        .route("/ice", get(meetings::ice))
         .route("/files", post(files::upload).layer(DefaultBodyLimit::max(upload_limit)))
         .route("/files/{file_id}", get(files::download));
     Router::new()
@@ -121,10 +127,21 @@ impl Node {
             Some(redis) => Arc::new(redis.clone()),
             None => Arc::new(MemoryPresence::default()),
         };
-        let ports =
-            Ports { channels: Arc::new(db.clone()), presence, users: Arc::new(db.clone()), push: Arc::new(NoPush) };
+        let ports = Ports {
+            channels: Arc::new(db.clone()),
+            presence,
+            users: Arc::new(db.clone()),
+            push: Arc::new(NoPush),
+            meetings: Arc::new(db.clone()),
+            ice: Arc::new(config.turn.clone()),
+        };
         let directory_config = DirectoryConfig {
             channel: ChannelConfig { typing_ttl: config.typing_ttl, ..ChannelConfig::default() },
+            meeting: MeetingConfig {
+                max_participants: config.max_meeting_participants,
+                grace: config.meeting_grace,
+                ..MeetingConfig::default()
+            },
             ..DirectoryConfig::default()
         };
         let (node_cluster, inbound) = match &config.cluster {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::cluster_node::ClusterConfig;
+use crate::turn::TurnConfig;
 
 /// Everything a node is configured with. `Debug` masks the secrets.
 #[derive(Clone)]
@@ -46,6 +47,14 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Cluster mode, on when `CLUSTER_ADDR` is set.
     pub cluster: Option<ClusterConfig>,
+    /// Where people open links (`PUBLIC_BASE_URL`): the https fallback of deep links.
+    pub public_base_url: String,
+    /// STUN/TURN servers handed to meeting participants.
+    pub turn: TurnConfig,
+    /// Mesh cap of a meeting (`MAX_MEETING_PARTICIPANTS`, default 6).
+    pub max_meeting_participants: usize,
+    /// How long a dropped participant may rejoin before it is reported left (`MEETING_GRACE_MS`).
+    pub meeting_grace: Duration,
 }
 
 pub const DEV_JWT_SECRET: &str = "dev-only-secret-change-me";
@@ -102,6 +111,15 @@ impl Config {
             log_json: var("LOG_FORMAT").is_some_and(|format| format.eq_ignore_ascii_case("json")),
             shutdown_grace: millis("SHUTDOWN_GRACE_MS", 5_000)?,
             cluster: cluster_from_env(bind_addr)?,
+            public_base_url: var("PUBLIC_BASE_URL").unwrap_or_else(|| format!("http://localhost:{}", bind_addr.port())),
+            turn: TurnConfig {
+                stun_urls: list("STUN_URLS"),
+                turn_urls: list("TURN_URLS"),
+                secret: var("TURN_SECRET"),
+                ttl: Duration::from_secs(parsed("TURN_TTL_SECS", 24 * 3600)?),
+            },
+            max_meeting_participants: parsed("MAX_MEETING_PARTICIPANTS", 6)?,
+            meeting_grace: millis("MEETING_GRACE_MS", 20_000)?,
         })
     }
 
@@ -130,8 +148,21 @@ impl Config {
             log_json: false,
             shutdown_grace: Duration::from_secs(2),
             cluster: None,
+            public_base_url: "http://localhost:8000".to_owned(),
+            turn: TurnConfig {
+                stun_urls: vec!["stun:stun.test:3478".to_owned()],
+                turn_urls: vec!["turn:turn.test:3478".to_owned()],
+                secret: Some("turn-test-secret".to_owned()),
+                ttl: Duration::from_secs(3600),
+            },
+            max_meeting_participants: 6,
+            meeting_grace: Duration::from_secs(20),
         }
     }
+}
+
+fn list(name: &'static str) -> Vec<String> {
+    var(name).map(|value| value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default()
 }
 
 pub const DEV_CLUSTER_SECRET: &str = "dev-only-cluster-secret";

@@ -9,6 +9,7 @@
 //! - [`http`]: HTTP handlers by resource.
 //! - [`ws`]: the WebSocket edge that pumps frames between sockets and `SessionActor`s.
 //! - [`store`]: sqlx storage (SQLite or Postgres) implementing the actors' ports.
+//! - [`turn`]: STUN/TURN servers and coturn REST credentials.
 //! - [`presence`]: Redis presence store for clusters.
 //! - [`metrics`]: Prometheus metrics.
 //!
@@ -24,6 +25,7 @@ pub mod http;
 pub mod metrics;
 pub mod presence;
 pub mod store;
+pub mod turn;
 pub mod ws;
 
 pub use app::Node;

@@ -172,3 +172,50 @@ impl ClosedOrError for WsClient {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signaling_crosses_nodes_and_a_killed_room_is_rebuilt_from_rejoining_clients() {
+    let Some(mut cluster) = ClusterSandbox::start(3).await else { return };
+    let admin = cluster.company(0).await;
+    let bob = admin.add_user("bob").await;
+    let (status, created) = admin.post("/v1/meetings", &json!({"title":"sync","invitees":[bob.user_id]})).await;
+    assert_eq!(status, 201);
+    let meeting_id = created["meeting"]["id"].as_str().unwrap().to_owned();
+    let room = cluster.index_of(cluster.owner_of(&format!("meeting:{meeting_id}")).await).await;
+    let others: Vec<usize> = (0..3).filter(|index| *index != room).collect();
+
+    let mut a = admin.on(&cluster.nodes[others[0]].http()).connect().await;
+    let mut b = bob.on(&cluster.nodes[others[1]].http()).connect().await;
+    let a_pid = a.ok(json!({"type":"meeting_join","meeting_id":meeting_id})).await["participant_id"].clone();
+    let b_pid = b.ok(json!({"type":"meeting_join","meeting_id":meeting_id})).await["participant_id"].clone();
+    let mut latencies = Vec::new();
+    for n in 0..30 {
+        let started = Instant::now();
+        a.send_json(&json!({"type":"signal","meeting_id":meeting_id,"to":b_pid,"kind":"ice","payload":{"n":n}})).await;
+        let signal = b.next_of("signal").await;
+        latencies.push(started.elapsed());
+        assert_eq!((signal["from"].clone(), signal["payload"]["n"].as_i64()), (a_pid.clone(), Some(n)), "in order");
+    }
+    latencies.sort();
+    eprintln!("cross-node signal relay over 3 nodes: p50 {:?} p99 {:?}", latencies[15], latencies[29]);
+
+    // Kill the node running the room; both clients' nodes survive and rejoin for them.
+    let killed = Instant::now();
+    cluster.kill(room).await;
+    cluster.wait_for_members(2, Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, roster) = admin.on(&cluster.nodes[others[0]].http()).get(&format!("/v1/meetings/{meeting_id}/participants")).await;
+        let joined: Vec<&Value> = roster["participants"].as_array().map(|p| p.iter().collect()).unwrap_or_default();
+        if joined.len() == 2 && joined.iter().all(|p| p["status"] == "joined") {
+            eprintln!("room rebuilt on a survivor {:?} after kill -9", killed.elapsed());
+            break;
+        }
+        assert!(Instant::now() < deadline, "room not rebuilt: {roster}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, roster) = admin.on(&cluster.nodes[others[0]].http()).get(&format!("/v1/meetings/{meeting_id}/participants")).await;
+    let b_new = roster["participants"].as_array().unwrap().iter().find(|p| p["user_id"] == bob.user_id.to_string()).unwrap()["participant_id"].clone();
+    a.ok(json!({"type":"signal","meeting_id":meeting_id,"to":b_new,"kind":"offer","payload":{"restart":true}})).await;
+    assert_eq!(b.next_of("signal").await["payload"]["restart"], true, "signaling works in the rebuilt room");
+}

@@ -109,7 +109,7 @@ impl Actor for HomeSupervisor {
             _ => return Ok(()),
         };
         let actor_id = cell.get_id();
-        if !inner.channels.forget(actor_id) && !inner.users.forget(actor_id) {
+        if !inner.channels.forget(actor_id) && !inner.users.forget(actor_id) && !inner.meetings.forget(actor_id) {
             debug!(%actor_id, "unknown actor ended");
         }
         if let Some(reason) = failure {

@@ -10,7 +10,8 @@ use crate::channel::{MessageDraft, SubscribeAnswer};
 use crate::protocol::{
     parse_client_frame, ChannelSeq, ClientFrame, ErrorCode, PresenceStatus, RequestError, ServerFrame,
 };
-use crate::routing::{ChannelAnswer, ChannelRequest, UserAnswer, UserRequest};
+use crate::meeting::{StateChange, MAX_SIGNAL_BYTES};
+use crate::routing::{ChannelAnswer, ChannelRequest, MeetingAnswer, MeetingRequest, UserAnswer, UserRequest};
 use crate::user::PresenceView;
 
 pub(super) async fn on_inbound(myself: &ActorRef<SessionMsg>, state: &mut SessionState, text: &str) {
@@ -92,9 +93,110 @@ async fn on_frame(myself: &ActorRef<SessionMsg>, state: &mut SessionState, id: O
         ClientFrame::TypingStart { channel_id } => (channel_id, ChannelRequest::Typing { caller, active: true }),
         ClientFrame::TypingStop { channel_id } => (channel_id, ChannelRequest::Typing { caller, active: false }),
         ClientFrame::Read { channel_id, seq } => (channel_id, ChannelRequest::Read { caller, seq }),
+        meeting_frame => return on_meeting_frame(myself, state, id, meeting_frame).await,
     };
     let (channel_id, request) = request;
     ask_channel(myself, state, id, channel_id, request).await;
+}
+
+/// Meeting frames: join, leave, media state, signaling, host controls.
+async fn on_meeting_frame(myself: &ActorRef<SessionMsg>, state: &mut SessionState, id: Option<String>, frame: ClientFrame) {
+    let caller = state.caller;
+    let session_id = state.session_id;
+    let (meeting_id, request) = match frame {
+        ClientFrame::MeetingJoin { meeting_id } => {
+            let result = join_meeting(state, meeting_id).await;
+            return state.send_frame(myself, &answer_frame(id, result));
+        }
+        ClientFrame::MeetingLeave { meeting_id } => {
+            state.meetings.remove(&meeting_id);
+            (meeting_id, MeetingRequest::Leave { caller, session_id })
+        }
+        ClientFrame::MeetingState { meeting_id, audio, video, screen, hand } => {
+            let change = StateChange { audio, video, screen, hand };
+            (meeting_id, MeetingRequest::SetState { caller, session_id, change })
+        }
+        ClientFrame::Signal { meeting_id, to, kind, payload } => {
+            let payload = payload.to_string();
+            if payload.len() > MAX_SIGNAL_BYTES {
+                let err = RequestError::new(ErrorCode::PayloadTooLarge, format!("signal payload over {MAX_SIGNAL_BYTES} bytes"));
+                return state.send_frame(myself, &ServerFrame::error(id, &err));
+            }
+            (meeting_id, MeetingRequest::Signal { caller, session_id, to, kind, payload })
+        }
+        ClientFrame::HostMute { meeting_id, participant_id: target } => {
+            (meeting_id, MeetingRequest::HostMute { caller, session_id, target })
+        }
+        ClientFrame::HostRemove { meeting_id, participant_id: target } => {
+            (meeting_id, MeetingRequest::HostRemove { caller, session_id, target })
+        }
+        ClientFrame::HostTransfer { meeting_id, participant_id: target } => {
+            (meeting_id, MeetingRequest::HostTransfer { caller, session_id, target })
+        }
+        ClientFrame::LobbyAdmit { meeting_id, participant_id: target } => {
+            (meeting_id, MeetingRequest::LobbyDecision { caller, session_id, target, admit: true })
+        }
+        ClientFrame::LobbyDeny { meeting_id, participant_id: target } => {
+            (meeting_id, MeetingRequest::LobbyDecision { caller, session_id, target, admit: false })
+        }
+        ClientFrame::MeetingEnd { meeting_id } => (meeting_id, MeetingRequest::End { caller, session_id: Some(session_id) }),
+        other => {
+            warn!(?other, "not a meeting frame");
+            return;
+        }
+    };
+    let pending = match state.directory.send_meeting(meeting_id, request).await {
+        Ok(pending) => pending,
+        Err(err) => return state.send_frame(myself, &ServerFrame::error(id, &err)),
+    };
+    answer_later(myself, state, id, async move { pending.await.map(meeting_result) });
+}
+
+fn meeting_result(answer: MeetingAnswer) -> serde_json::Value {
+    match answer {
+        MeetingAnswer::Done => serde_json::Value::Null,
+        other => serde_json::to_value(other).unwrap_or_default(),
+    }
+}
+
+/// Joins (or rejoins) a meeting; the answer carries the roster and the ICE servers.
+async fn join_meeting(state: &mut SessionState, meeting_id: Uuid) -> Result<serde_json::Value, RequestError> {
+    let request = MeetingRequest::Join { caller: state.caller, session: state.addr() };
+    let answer = state.directory.ask_meeting(meeting_id, request, state.config.call_timeout).await?;
+    let MeetingAnswer::Joined { meeting_id, me, version, participants, max_participants, grace_ms } = answer else {
+        return Err(unexpected(answer));
+    };
+    state.meetings.insert(meeting_id);
+    let ice_servers = state.directory.ports().ice.for_user(state.caller.user_id);
+    Ok(serde_json::json!({
+        "meeting_id": meeting_id,
+        "participant_id": me.participant_id,
+        "me": me,
+        "version": version,
+        "participants": participants,
+        "max_participants": max_participants,
+        "grace_ms": grace_ms,
+        "heartbeat_interval_ms": state.config.heartbeat_interval.as_millis() as u64,
+        "ice_servers": ice_servers,
+    }))
+}
+
+/// Answers the client once `answer` resolves, without holding up the session's mailbox.
+fn answer_later<F>(myself: &ActorRef<SessionMsg>, state: &SessionState, id: Option<String>, answer: F)
+where
+    F: std::future::Future<Output = Result<serde_json::Value, RequestError>> + Send + 'static,
+{
+    let session = myself.clone();
+    let timeout = state.config.call_timeout;
+    tokio::spawn(async move {
+        let frame = match tokio::time::timeout(timeout, answer).await {
+            Ok(result) => answer_frame(id, result),
+            Err(_) => ServerFrame::error(id, &RequestError::unavailable()),
+        };
+        if session.cast(SessionMsg::Reply(frame)).is_err() {
+            debug!("session ended before its reply arrived");
+        }
+    });
 }
 
 /// Sends a request to a channel in order and answers the client when the channel replies,
@@ -110,17 +212,7 @@ async fn ask_channel(
         Ok(pending) => pending,
         Err(err) => return state.send_frame(myself, &ServerFrame::error(id, &err)),
     };
-    let session = myself.clone();
-    let timeout = state.config.call_timeout;
-    tokio::spawn(async move {
-        let frame = match tokio::time::timeout(timeout, pending).await {
-            Ok(result) => answer_frame(id, result.map(channel_result)),
-            Err(_) => ServerFrame::error(id, &RequestError::unavailable()),
-        };
-        if session.cast(SessionMsg::Reply(frame)).is_err() {
-            debug!("session ended before its reply arrived");
-        }
-    });
+    answer_later(myself, state, id, async move { pending.await.map(channel_result) });
 }
 
 /// The `result` of an `ok` frame for a channel answer.
@@ -180,6 +272,12 @@ pub(super) async fn rehome(myself: &ActorRef<SessionMsg>, state: &mut SessionSta
     let attach = UserRequest::Attach { session: state.addr() };
     if let Err(err) = state.directory.ask_user(state.caller.user_id, attach, state.config.call_timeout).await {
         warn!(session_id = %state.session_id, error = %err, "presence re-attach failed");
+    }
+    let meetings: Vec<Uuid> = state.meetings.iter().copied().collect();
+    for meeting_id in meetings {
+        if let Err(err) = join_meeting(state, meeting_id).await {
+            warn!(session_id = %state.session_id, %meeting_id, error = %err, "meeting rejoin failed");
+        }
     }
     let watching: Vec<Uuid> = state.watching.iter().copied().collect();
     for user_id in watching {

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod channels;
 pub mod files;
+pub mod meetings;
 pub mod ops;
 
 use crate::error::ApiError;

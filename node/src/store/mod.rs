@@ -7,6 +7,7 @@
 
 mod accounts;
 mod channels;
+mod meetings;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 
 pub use accounts::{CompanyRow, DeviceToken, NewUser, UserRow};
 pub use channels::{AttachmentRow, ChannelRow, HistoryQuery};
+pub use meetings::{MeetingRow, NewMeeting};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
