@@ -429,7 +429,10 @@ async fn send_message(state: &mut ChannelState, caller: Caller, draft: MessageDr
     let new = NewMessage { message, company_id: state.snapshot.company_id };
     match store.append_message(seq, &new).await {
         Ok(AppendOutcome::Stored) => {}
-        Ok(AppendOutcome::Duplicate(earlier)) => return Ok(*earlier),
+        Ok(AppendOutcome::Duplicate(earlier)) if earlier.sender_id == caller.user_id => return Ok(*earlier),
+        Ok(AppendOutcome::Duplicate(_)) => {
+            return refuse(RequestError::new(ErrorCode::Conflict, "client_msg_id already used by another sender"))
+        }
         Err(err) => return Err(store_failure(channel_id, err)),
     }
     state.snapshot.head_seq = seq;
@@ -607,7 +610,8 @@ async fn join(state: &mut ChannelState, caller: Caller) -> Outcome<Option<Channe
         return Ok(None);
     }
     if state.snapshot.kind != ChannelKind::Public {
-        return refuse(RequestError::new(ErrorCode::Forbidden, "private channels are joined by invitation"));
+        // Private channels and DMs do not exist for outsiders: joining them is by invitation.
+        return refuse(RequestError::not_found("channel"));
     }
     admit(state, caller.company_id, caller.user_id).await
 }

@@ -46,6 +46,7 @@ pub enum ClientFrame {
     Send {
         channel_id: Uuid,
         client_msg_id: String,
+        #[serde(default)]
         body: String,
         #[serde(default)]
         parent_id: Option<Uuid>,

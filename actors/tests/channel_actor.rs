@@ -45,6 +45,16 @@ async fn messages_get_consecutive_seqs_and_reach_subscribers_in_order() {
 }
 
 #[tokio::test]
+async fn another_sender_cannot_reuse_a_client_msg_id() {
+    let h = Harness::new().await;
+    let (alice, bob) = (h.user("alice"), h.user("bob"));
+    let channel = h.channel(ChannelKind::Public, &[alice, bob]);
+    h.send(channel, alice, draft("same", "alice's")).await.unwrap();
+    let err = h.send(channel, bob, draft("same", "bob's")).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict, "bob must not receive alice's message as his own");
+}
+
+#[tokio::test]
 async fn a_repeated_client_msg_id_returns_the_first_message_and_stores_nothing() {
     let h = Harness::new().await;
     let alice = h.user("alice");
@@ -65,7 +75,7 @@ async fn outsiders_and_other_tenants_are_refused_and_nothing_is_stored() {
     let not_member = h.send(channel, carol, draft("x", "hi")).await;
     assert_eq!(not_member.unwrap_err().code, ErrorCode::NotMember);
     let join = h.ask(channel, ChannelRequest::Join { caller: carol }).await;
-    assert_eq!(join.unwrap_err().code, ErrorCode::Forbidden, "private channels cannot be joined");
+    assert_eq!(join.unwrap_err().code, ErrorCode::NotFound, "private channels cannot be joined, nor seen");
 
     let other_company = Uuid::new_v4();
     let stranger = Caller { user_id: h.store.add_user(other_company, "mallory"), company_id: other_company };

@@ -101,6 +101,9 @@ pub fn router(state: AppState) -> Router {
         .route("/cluster/status", get(ops::cluster_status))
         .route("/cluster/owner", get(ops::cluster_owner))
         .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(actors::protocol::ErrorCode::Invalid, "method not allowed on this route")
+        })
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
         .layer(CorsLayer::new().allow_origin(Any).allow_methods(Any).allow_headers(Any))
         .layer(TraceLayer::new_for_http())

@@ -120,7 +120,9 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 
 /// The bearer token of a request, from the `Authorization` header.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers.get(AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The authenticated user of a request.
@@ -175,6 +177,15 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1100));
         let err = tokens.verify(&pair.access_token, TokenKind::Access).unwrap_err();
         assert_eq!(err.0.message, "token expired");
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, "bearer abc".parse().unwrap());
+        assert_eq!(bearer(&headers), Some("abc"));
+        headers.insert(AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&headers), None);
     }
 
     #[test]

@@ -15,12 +15,17 @@ use crate::routing::{ChannelAnswer, ChannelRequest, MeetingAnswer, MeetingReques
 use crate::user::PresenceView;
 
 pub(super) async fn on_inbound(myself: &ActorRef<SessionMsg>, state: &mut SessionState, text: &str) {
+    let parsed = parse_client_frame(text);
     if !state.limiter.allow() {
+        let id = match &parsed {
+            Ok((id, _)) => id.clone(),
+            Err(bad) => bad.request_id.clone(),
+        };
         let err = RequestError::new(ErrorCode::RateLimited, "too many frames, slow down");
-        state.send_frame(myself, &ServerFrame::error(None, &err));
+        state.send_frame(myself, &ServerFrame::error(id, &err));
         return;
     }
-    let (request_id, frame) = match parse_client_frame(text) {
+    let (request_id, frame) = match parsed {
         Ok(parsed) => parsed,
         Err(bad) => {
             debug!(session_id = %state.session_id, code = bad.code.as_str(), "bad client frame");
@@ -246,6 +251,9 @@ async fn subscribe(
         other => return Err(unexpected(other)),
     };
     let head = answer.head_seq;
+    if last_seq.is_some_and(|seen| seen > head) {
+        return Err(RequestError::invalid(format!("last_seq is ahead of the channel head {head}")));
+    }
     // Subscribed already (after a membership change): go on from what this session delivered.
     let from = state.subscriptions.get(&channel_id).copied().or(last_seq).map(|seen| seen.max(0));
     match from {
