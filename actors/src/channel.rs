@@ -113,6 +113,8 @@ impl ChannelState {
         self.check_tenant(caller)?;
         match self.member(caller.user_id) {
             Some(_) => Ok(()),
+            // A private channel or DM does not exist for outsiders.
+            None if self.snapshot.kind != ChannelKind::Public => Err(RequestError::not_found("channel")),
             None => Err(RequestError::new(ErrorCode::NotMember, "not a member of this channel")),
         }
     }

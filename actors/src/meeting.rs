@@ -140,6 +140,7 @@ pub enum RoomEvent {
     Left { participant_id: Uuid, reason: &'static str },
     Lobby { participant: ParticipantView },
     MuteRequested { participant_id: Uuid, by: Uuid },
+    /// `by` is the user id of whoever ended it.
     Ended { by: Uuid },
 }
 
@@ -422,7 +423,7 @@ async fn serve(myself: &ActorRef<MeetingMsg>, state: &mut MeetingState, request:
         }
         MeetingRequest::End { caller, session_id } => {
             let by = match session_id {
-                Some(session_id) => state.require_host(&caller, session_id)?,
+                Some(session_id) => state.require_host(&caller, session_id).map(|_| caller.user_id)?,
                 None if caller.user_id == state.info.host_id => caller.user_id,
                 None => return Err(RequestError::new(ErrorCode::Forbidden, "only the host can end the meeting")),
             };

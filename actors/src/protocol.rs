@@ -227,6 +227,7 @@ pub enum ErrorCode {
     Conflict,
     /// A limit such as the meeting's participant cap.
     LimitExceeded,
+    MethodNotAllowed,
     Unavailable,
     Internal,
 }
@@ -246,6 +247,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
             ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }

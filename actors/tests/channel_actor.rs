@@ -72,8 +72,11 @@ async fn outsiders_and_other_tenants_are_refused_and_nothing_is_stored() {
     let h = Harness::new().await;
     let (alice, carol) = (h.user("alice"), h.user("carol"));
     let channel = h.channel(ChannelKind::Private, &[alice]);
-    let not_member = h.send(channel, carol, draft("x", "hi")).await;
-    assert_eq!(not_member.unwrap_err().code, ErrorCode::NotMember);
+    let hidden = h.send(channel, carol, draft("x", "hi")).await;
+    assert_eq!(hidden.unwrap_err().code, ErrorCode::NotFound, "a private channel is invisible to outsiders");
+    let public = h.channel(ChannelKind::Public, &[alice]);
+    let not_member = h.send(public, carol, draft("x", "hi")).await;
+    assert_eq!(not_member.unwrap_err().code, ErrorCode::NotMember, "a public one tells them to join first");
     let join = h.ask(channel, ChannelRequest::Join { caller: carol }).await;
     assert_eq!(join.unwrap_err().code, ErrorCode::NotFound, "private channels cannot be joined, nor seen");
 

@@ -44,7 +44,7 @@ async fn participants_see_each_other_and_relay_signals_in_order() {
         assert_eq!(signal["polite"], true, "bob joined later: he is the polite peer");
     }
     let (ok, _) = a.request("mute", json!({"type":"meeting_state","meeting_id":meeting,"audio":true,"hand":true})).await;
-    assert_eq!(ok["result"]["Participant"]["state"]["hand"], true);
+    assert_eq!(ok["result"]["state"]["hand"], true);
     let update = b.next_of("meeting_event").await;
     assert_eq!((update["event"]["kind"].as_str(), update["event"]["participant"]["state"]["audio"].as_bool()), (Some("updated"), Some(true)));
 }

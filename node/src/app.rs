@@ -102,7 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/cluster/owner", get(ops::cluster_owner))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(actors::protocol::ErrorCode::Invalid, "method not allowed on this route")
+            ApiError::new(actors::protocol::ErrorCode::MethodNotAllowed, "method not allowed on this route")
         })
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
         .layer(CorsLayer::new().allow_origin(Any).allow_methods(Any).allow_headers(Any))

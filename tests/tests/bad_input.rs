@@ -25,6 +25,8 @@ async fn http_rejects_bad_requests_clearly(backend: Backend) {
     assert_eq!((status, body["code"].as_str()), (413, Some("payload_too_large")), "body over the message limit");
     let (status, _) = admin.get("/v1/channels/not-a-uuid").await;
     assert_eq!(status, 400);
+    let (status, body) = admin.put("/v1/channels").await;
+    assert_eq!((status, body["code"].as_str()), (405, Some("method_not_allowed")));
     let (status, body) = admin.get("/v1/nothing-here").await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
     let (status, body) = admin

@@ -160,7 +160,11 @@ async fn on_meeting_frame(myself: &ActorRef<SessionMsg>, state: &mut SessionStat
 fn meeting_result(answer: MeetingAnswer) -> serde_json::Value {
     match answer {
         MeetingAnswer::Done => serde_json::Value::Null,
-        other => serde_json::to_value(other).unwrap_or_default(),
+        MeetingAnswer::Participant(participant) => serde_json::to_value(participant).unwrap_or_default(),
+        MeetingAnswer::Roster { version, participants } => {
+            serde_json::json!({ "version": version, "participants": participants })
+        }
+        joined @ MeetingAnswer::Joined { .. } => serde_json::to_value(joined).unwrap_or_default(),
     }
 }
 
@@ -251,7 +255,8 @@ async fn subscribe(
         other => return Err(unexpected(other)),
     };
     let head = answer.head_seq;
-    if last_seq.is_some_and(|seen| seen > head) {
+    if last_seq.is_some_and(|seen| seen > head) && !state.subscriptions.contains_key(&channel_id) {
+        state.directory.tell_channel(channel_id, ChannelRequest::Unsubscribe { session_id: state.session_id });
         return Err(RequestError::invalid(format!("last_seq is ahead of the channel head {head}")));
     }
     // Subscribed already (after a membership change): go on from what this session delivered.
@@ -283,8 +288,13 @@ pub(super) async fn rehome(myself: &ActorRef<SessionMsg>, state: &mut SessionSta
     }
     let meetings: Vec<Uuid> = state.meetings.iter().copied().collect();
     for meeting_id in meetings {
-        if let Err(err) = join_meeting(state, meeting_id).await {
-            warn!(session_id = %state.session_id, %meeting_id, error = %err, "meeting rejoin failed");
+        // The room may have moved and been rebuilt: tell the client its (new) place and roster.
+        match join_meeting(state, meeting_id).await {
+            Ok(mut joined) => {
+                joined["type"] = serde_json::Value::from("meeting_rejoined");
+                state.push(myself, joined.to_string().into());
+            }
+            Err(err) => warn!(session_id = %state.session_id, %meeting_id, error = %err, "meeting rejoin failed"),
         }
     }
     let watching: Vec<Uuid> = state.watching.iter().copied().collect();
