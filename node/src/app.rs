@@ -13,7 +13,7 @@ use std::time::Duration;
 use actors::channel::ChannelConfig;
 use actors::meeting::MeetingConfig;
 use actors::memory::MemoryPresence;
-use actors::ports::{NoPush, Ports, PresenceStore};
+use actors::ports::{Ports, PresenceStore};
 use actors::routing::Cluster;
 use actors::{Directory, DirectoryConfig};
 use anyhow::Context;
@@ -130,11 +130,21 @@ impl Node {
             Some(redis) => Arc::new(redis.clone()),
             None => Arc::new(MemoryPresence::default()),
         };
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let push = crate::push::start(
+            config.push.clone(),
+            db.clone(),
+            config.redis_url.as_deref(),
+            &config.node_id,
+            shutdown_rx.clone(),
+        )
+        .await
+        .context("starting push notifications")?;
         let ports = Ports {
             channels: Arc::new(db.clone()),
             presence,
             users: Arc::new(db.clone()),
-            push: Arc::new(NoPush),
+            push,
             meetings: Arc::new(db.clone()),
             ice: Arc::new(config.turn.clone()),
         };
@@ -173,7 +183,6 @@ impl Node {
         let listener =
             TcpListener::bind(config.bind_addr).await.with_context(|| format!("binding {}", config.bind_addr))?;
         let addr = listener.local_addr()?;
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = AppState {
             tokens: Arc::new(Tokens::new(&config.jwt_secret, config.access_token_ttl, config.refresh_token_ttl)),
             connections: Arc::new(Semaphore::new(config.max_connections)),

@@ -55,6 +55,8 @@ pub struct Config {
     pub max_meeting_participants: usize,
     /// How long a dropped participant may rejoin before it is reported left (`MEETING_GRACE_MS`).
     pub meeting_grace: Duration,
+    /// Push notifications through FCM, on when `FCM_SERVICE_ACCOUNT_FILE` is set.
+    pub push: Option<crate::push::PushConfig>,
 }
 
 pub const DEV_JWT_SECRET: &str = "dev-only-secret-change-me";
@@ -120,6 +122,11 @@ impl Config {
             },
             max_meeting_participants: parsed("MAX_MEETING_PARTICIPANTS", 6)?,
             meeting_grace: millis("MEETING_GRACE_MS", 20_000)?,
+            push: crate::push::PushConfig::from_env().map_err(|err| ConfigError {
+                name: err.name,
+                value: err.value,
+                reason: err.reason,
+            })?,
         })
     }
 
@@ -157,12 +164,15 @@ impl Config {
             },
             max_meeting_participants: 6,
             meeting_grace: Duration::from_secs(20),
+            push: None,
         }
     }
 }
 
 fn list(name: &'static str) -> Vec<String> {
-    var(name).map(|value| value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default()
+    var(name)
+        .map(|value| value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 pub const DEV_CLUSTER_SECRET: &str = "dev-only-cluster-secret";

@@ -10,6 +10,7 @@
 //! - [`ws`]: the WebSocket edge that pumps frames between sockets and `SessionActor`s.
 //! - [`store`]: sqlx storage (SQLite or Postgres) implementing the actors' ports.
 //! - [`turn`]: STUN/TURN servers and coturn REST credentials.
+//! - [`push`]: FCM HTTP v1 push behind a Redis-stream (or in-process) queue.
 //! - [`presence`]: Redis presence store for clusters.
 //! - [`metrics`]: Prometheus metrics.
 //!
@@ -24,6 +25,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod presence;
+pub mod push;
 pub mod store;
 pub mod turn;
 pub mod ws;

@@ -4,12 +4,14 @@
 //! - [`TestNode`]: a node started in-process on a loopback port, on SQLite or Postgres.
 //! - [`Api`]: an HTTP client bound to one user's token.
 //! - [`WsClient`]: a WebSocket client speaking the JSON protocol.
+//! - [`fake_fcm`]: a local fake FCM with its OAuth token endpoint.
 //! - [`sandbox`]: a cluster of real node processes with kill/pause/restart controls.
 //!
 //! Postgres and Redis come from `TEST_POSTGRES_URL` / `TEST_REDIS_URL` (scripts/test.sh
 //! starts throwaway servers). Without them the Postgres/Redis tests say so and pass,
 //! except under CI (`CI` set), where a missing server fails the test.
 
+pub mod fake_fcm;
 pub mod sandbox;
 
 use std::time::Duration;

@@ -112,13 +112,21 @@ async fn visible(state: &AppState, auth: &AuthUser, meeting_id: Uuid) -> ApiResu
     state.db.meeting(Some(auth.caller.company_id), meeting_id).await?.ok_or_else(|| ApiError::not_found("meeting"))
 }
 
-pub async fn get_one(State(state): State<AppState>, auth: AuthUser, ApiPath(meeting_id): ApiPath<Uuid>) -> ApiResult<Json<Value>> {
+pub async fn get_one(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(meeting_id): ApiPath<Uuid>,
+) -> ApiResult<Json<Value>> {
     let meeting = visible(&state, &auth, meeting_id).await?;
     Ok(Json(meeting_json(&state, &meeting)))
 }
 
 /// `POST /v1/meetings/{id}/end`: the host ends the meeting for everyone.
-pub async fn end(State(state): State<AppState>, auth: AuthUser, ApiPath(meeting_id): ApiPath<Uuid>) -> ApiResult<Json<Value>> {
+pub async fn end(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(meeting_id): ApiPath<Uuid>,
+) -> ApiResult<Json<Value>> {
     let meeting = visible(&state, &auth, meeting_id).await?;
     if meeting.host_id != auth.caller.user_id {
         return Err(ApiError::forbidden("only the host can end the meeting"));
@@ -140,7 +148,9 @@ pub async fn participants(
     visible(&state, &auth, meeting_id).await?;
     let request = MeetingRequest::Roster { caller: auth.caller };
     match state.directory.ask_meeting(meeting_id, request, Duration::from_secs(10)).await? {
-        MeetingAnswer::Roster { version, participants } => Ok(Json(json!({ "version": version, "participants": participants }))),
+        MeetingAnswer::Roster { version, participants } => {
+            Ok(Json(json!({ "version": version, "participants": participants })))
+        }
         other => Err(ApiError::internal(format!("unexpected meeting answer {other:?}"))),
     }
 }

@@ -114,7 +114,7 @@ impl Db {
         let Some(row) = row else { return Ok(None) };
         let invitees = self.invitees(meeting_id).await?;
         let meeting = meeting_row(&row, invitees).map_err(classify)?;
-        Ok(company_id.map_or(true, |company| company == meeting.company_id).then_some(meeting))
+        Ok(company_id.is_none_or(|company| company == meeting.company_id).then_some(meeting))
     }
 
     /// Meetings the user hosts or is invited to, newest first.
