@@ -274,10 +274,19 @@ impl Directory {
         });
     }
 
-    pub async fn send_channel(&self, id: Uuid, request: ChannelRequest) -> Result<Pending<ChannelAnswer>, RequestError> {
+    pub async fn send_channel(
+        &self,
+        id: Uuid,
+        request: ChannelRequest,
+    ) -> Result<Pending<ChannelAnswer>, RequestError> {
         self.send::<Channels>(id, request).await
     }
-    pub async fn ask_channel(&self, id: Uuid, request: ChannelRequest, timeout: Duration) -> Result<ChannelAnswer, RequestError> {
+    pub async fn ask_channel(
+        &self,
+        id: Uuid,
+        request: ChannelRequest,
+        timeout: Duration,
+    ) -> Result<ChannelAnswer, RequestError> {
         self.ask::<Channels>(id, request, timeout).await
     }
     pub fn tell_channel(&self, id: Uuid, request: ChannelRequest) {
@@ -290,7 +299,12 @@ impl Directory {
     pub async fn send_user(&self, id: Uuid, request: UserRequest) -> Result<Pending<UserAnswer>, RequestError> {
         self.send::<Users>(id, request).await
     }
-    pub async fn ask_user(&self, id: Uuid, request: UserRequest, timeout: Duration) -> Result<UserAnswer, RequestError> {
+    pub async fn ask_user(
+        &self,
+        id: Uuid,
+        request: UserRequest,
+        timeout: Duration,
+    ) -> Result<UserAnswer, RequestError> {
         self.ask::<Users>(id, request, timeout).await
     }
     pub fn tell_user(&self, id: Uuid, request: UserRequest) {
@@ -300,10 +314,19 @@ impl Directory {
         self.inner.users.find(id)
     }
 
-    pub async fn send_meeting(&self, id: Uuid, request: MeetingRequest) -> Result<Pending<MeetingAnswer>, RequestError> {
+    pub async fn send_meeting(
+        &self,
+        id: Uuid,
+        request: MeetingRequest,
+    ) -> Result<Pending<MeetingAnswer>, RequestError> {
         self.send::<Meetings>(id, request).await
     }
-    pub async fn ask_meeting(&self, id: Uuid, request: MeetingRequest, timeout: Duration) -> Result<MeetingAnswer, RequestError> {
+    pub async fn ask_meeting(
+        &self,
+        id: Uuid,
+        request: MeetingRequest,
+        timeout: Duration,
+    ) -> Result<MeetingAnswer, RequestError> {
         self.ask::<Meetings>(id, request, timeout).await
     }
     pub fn tell_meeting(&self, id: Uuid, request: MeetingRequest) {
@@ -312,7 +335,12 @@ impl Directory {
 
     /// Delivers `text` to every live session of the user, or queues `push` when none is
     /// live; returns how many sessions took it.
-    pub async fn notify_user(&self, user_id: Uuid, text: &str, push: Option<PushNotice>) -> Result<usize, RequestError> {
+    pub async fn notify_user(
+        &self,
+        user_id: Uuid,
+        text: &str,
+        push: Option<PushNotice>,
+    ) -> Result<usize, RequestError> {
         let request = UserRequest::Notify { text: text.to_owned(), push };
         match self.ask_user(user_id, request, Duration::from_secs(10)).await? {
             UserAnswer::Delivered(count) => Ok(count),
@@ -376,7 +404,8 @@ impl Directory {
     }
 
     fn on_membership_change(&self, departed: Vec<NodeId>) {
-        let moved = self.rehome::<Channels>(&departed) + self.rehome::<Users>(&departed) + self.rehome::<Meetings>(&departed);
+        let moved =
+            self.rehome::<Channels>(&departed) + self.rehome::<Users>(&departed) + self.rehome::<Meetings>(&departed);
         let sessions: Vec<ActorRef<SessionMsg>> = self.inner.sessions.lock().unwrap().values().cloned().collect();
         for session in &sessions {
             if session.cast(SessionMsg::Rehome).is_err() {

@@ -96,9 +96,15 @@ impl Default for MeetingConfig {
 }
 
 pub enum MeetingMsg {
-    Request { request: MeetingRequest, reply: Reply<MeetingAnswer> },
+    Request {
+        request: MeetingRequest,
+        reply: Reply<MeetingAnswer>,
+    },
     /// The grace period of a disconnected participant ended.
-    Expire { participant_id: Uuid, generation: u64 },
+    Expire {
+        participant_id: Uuid,
+        generation: u64,
+    },
     DropNodes(Vec<NodeId>),
     IdleCheck,
 }
@@ -135,13 +141,27 @@ pub struct MeetingState {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RoomEvent {
-    Joined { participant: ParticipantView },
-    Updated { participant: ParticipantView },
-    Left { participant_id: Uuid, reason: &'static str },
-    Lobby { participant: ParticipantView },
-    MuteRequested { participant_id: Uuid, by: Uuid },
+    Joined {
+        participant: ParticipantView,
+    },
+    Updated {
+        participant: ParticipantView,
+    },
+    Left {
+        participant_id: Uuid,
+        reason: &'static str,
+    },
+    Lobby {
+        participant: ParticipantView,
+    },
+    MuteRequested {
+        participant_id: Uuid,
+        by: Uuid,
+    },
     /// `by` is the user id of whoever ended it.
-    Ended { by: Uuid },
+    Ended {
+        by: Uuid,
+    },
 }
 
 fn meeting_frame(meeting_id: Uuid, version: u64, event: &RoomEvent) -> String {
@@ -191,7 +211,9 @@ impl MeetingState {
 
     fn send_to(&self, participant_id: Uuid, text: String) -> bool {
         match self.participants.get(&participant_id) {
-            Some(participant) => participant.sink.deliver(Delivery { channel_id: None, seq: None, text: Arc::from(text) }),
+            Some(participant) => {
+                participant.sink.deliver(Delivery { channel_id: None, seq: None, text: Arc::from(text) })
+            }
             None => false,
         }
     }
@@ -267,7 +289,11 @@ impl Actor for MeetingRoomActor {
     type State = MeetingState;
     type Arguments = MeetingArgs;
 
-    async fn pre_start(&self, myself: ActorRef<MeetingMsg>, args: MeetingArgs) -> Result<MeetingState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<MeetingMsg>,
+        args: MeetingArgs,
+    ) -> Result<MeetingState, ActorProcessingErr> {
         let every = (args.config.idle_timeout / 2).max(Duration::from_millis(50));
         let idle_timer = myself.send_interval(every, || MeetingMsg::IdleCheck);
         Ok(MeetingState {
@@ -284,14 +310,23 @@ impl Actor for MeetingRoomActor {
         })
     }
 
-    async fn post_stop(&self, _myself: ActorRef<MeetingMsg>, state: &mut MeetingState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<MeetingMsg>,
+        state: &mut MeetingState,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some(timer) = state.idle_timer.take() {
             timer.abort();
         }
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<MeetingMsg>, msg: MeetingMsg, state: &mut MeetingState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<MeetingMsg>,
+        msg: MeetingMsg,
+        state: &mut MeetingState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             MeetingMsg::Request { request, reply } => {
                 let answer = serve(&myself, state, request).await;
@@ -300,9 +335,10 @@ impl Actor for MeetingRoomActor {
                 }
             }
             MeetingMsg::Expire { participant_id, generation } => {
-                let expired = state.participants.get(&participant_id).is_some_and(|p| {
-                    p.generation == generation && p.view.status == ParticipantStatus::Disconnected
-                });
+                let expired = state
+                    .participants
+                    .get(&participant_id)
+                    .is_some_and(|p| p.generation == generation && p.view.status == ParticipantStatus::Disconnected);
                 if expired {
                     state.remove(participant_id, "timed_out");
                 }
@@ -344,7 +380,11 @@ fn disconnect(myself: &ActorRef<MeetingMsg>, state: &mut MeetingState, participa
     myself.send_after(state.config.grace, move || MeetingMsg::Expire { participant_id, generation });
 }
 
-async fn serve(myself: &ActorRef<MeetingMsg>, state: &mut MeetingState, request: MeetingRequest) -> Result<MeetingAnswer, RequestError> {
+async fn serve(
+    myself: &ActorRef<MeetingMsg>,
+    state: &mut MeetingState,
+    request: MeetingRequest,
+) -> Result<MeetingAnswer, RequestError> {
     let caller = request.caller();
     if caller.company_id != state.info.company_id {
         return Err(RequestError::not_found("meeting"));
@@ -412,7 +452,8 @@ async fn serve(myself: &ActorRef<MeetingMsg>, state: &mut MeetingState, request:
                 if state.live_count() >= state.config.max_participants {
                     return Err(limit_exceeded(state.config.max_participants));
                 }
-                let participant = state.participants.get_mut(&target).ok_or_else(|| RequestError::not_found("participant"))?;
+                let participant =
+                    state.participants.get_mut(&target).ok_or_else(|| RequestError::not_found("participant"))?;
                 participant.view.status = ParticipantStatus::Joined;
                 let view = participant.view.clone();
                 state.broadcast(RoomEvent::Joined { participant: view });
@@ -431,12 +472,17 @@ async fn serve(myself: &ActorRef<MeetingMsg>, state: &mut MeetingState, request:
             myself.stop(Some("ended".to_owned()));
             Ok(MeetingAnswer::Done)
         }
-        MeetingRequest::Roster { .. } => Ok(MeetingAnswer::Roster { version: state.version, participants: state.roster() }),
+        MeetingRequest::Roster { .. } => {
+            Ok(MeetingAnswer::Roster { version: state.version, participants: state.roster() })
+        }
     }
 }
 
 fn limit_exceeded(max: usize) -> RequestError {
-    RequestError::new(ErrorCode::LimitExceeded, format!("the meeting is full: at most {max} participants in a mesh call"))
+    RequestError::new(
+        ErrorCode::LimitExceeded,
+        format!("the meeting is full: at most {max} participants in a mesh call"),
+    )
 }
 
 async fn end(state: &mut MeetingState, by: Uuid) -> Result<(), RequestError> {
@@ -462,7 +508,8 @@ fn join(state: &mut MeetingState, caller: Caller, session: SessionAddr) -> Resul
     }
     let sink = state.directory.sink(session).ok_or_else(|| RequestError::not_found("session"))?;
     // Rejoining (after a drop, on any node) takes over the user's earlier place.
-    let existing = state.participants.values().find(|p| p.view.user_id == caller.user_id).map(|p| p.view.participant_id);
+    let existing =
+        state.participants.values().find(|p| p.view.user_id == caller.user_id).map(|p| p.view.participant_id);
     if let Some(participant_id) = existing {
         let participant = state.participants.get_mut(&participant_id).ok_or_else(RequestError::internal)?;
         let replaced = participant.sink.addr.session_id;
@@ -483,7 +530,9 @@ fn join(state: &mut MeetingState, caller: Caller, session: SessionAddr) -> Resul
         return Err(limit_exceeded(state.config.max_participants));
     }
     let is_host = caller.user_id == state.info.host_id
-        || (!state.participants.values().any(|p| p.view.role == Role::Host) && !to_lobby && state.participants.is_empty());
+        || (!state.participants.values().any(|p| p.view.role == Role::Host)
+            && !to_lobby
+            && state.participants.is_empty());
     let view = ParticipantView {
         participant_id: Uuid::new_v4(),
         user_id: caller.user_id,
@@ -504,7 +553,11 @@ fn join(state: &mut MeetingState, caller: Caller, session: SessionAddr) -> Resul
     let arrival = state.arrivals;
     state.participants.insert(view.participant_id, Participant { view: view.clone(), arrival, sink, generation: 0 });
     state.empty_since = None;
-    let event = if to_lobby { RoomEvent::Lobby { participant: view.clone() } } else { RoomEvent::Joined { participant: view.clone() } };
+    let event = if to_lobby {
+        RoomEvent::Lobby { participant: view.clone() }
+    } else {
+        RoomEvent::Joined { participant: view.clone() }
+    };
     state.broadcast_except(event, Some(view.participant_id));
     Ok(joined_answer(state, view))
 }
@@ -531,7 +584,10 @@ fn relay(
     payload: String,
 ) -> Result<MeetingAnswer, RequestError> {
     if payload.len() > MAX_SIGNAL_BYTES {
-        return Err(RequestError::new(ErrorCode::PayloadTooLarge, format!("signal payload over {MAX_SIGNAL_BYTES} bytes")));
+        return Err(RequestError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("signal payload over {MAX_SIGNAL_BYTES} bytes"),
+        ));
     }
     let from = state.caller_participant(&caller, session_id)?;
     if from.view.status != ParticipantStatus::Joined {

@@ -144,20 +144,61 @@ pub enum UserAnswer {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MeetingRequest {
-    Join { caller: Caller, session: SessionAddr },
-    Leave { caller: Caller, session_id: Uuid },
+    Join {
+        caller: Caller,
+        session: SessionAddr,
+    },
+    Leave {
+        caller: Caller,
+        session_id: Uuid,
+    },
     /// The session's socket dropped: the participant gets a grace period to rejoin.
-    Disconnected { caller: Caller, session_id: Uuid },
-    SetState { caller: Caller, session_id: Uuid, change: StateChange },
+    Disconnected {
+        caller: Caller,
+        session_id: Uuid,
+    },
+    SetState {
+        caller: Caller,
+        session_id: Uuid,
+        change: StateChange,
+    },
     /// `payload` is the JSON text of the SDP or ICE candidate.
-    Signal { caller: Caller, session_id: Uuid, to: Uuid, kind: SignalKind, payload: String },
-    HostMute { caller: Caller, session_id: Uuid, target: Uuid },
-    HostRemove { caller: Caller, session_id: Uuid, target: Uuid },
-    HostTransfer { caller: Caller, session_id: Uuid, target: Uuid },
-    LobbyDecision { caller: Caller, session_id: Uuid, target: Uuid, admit: bool },
+    Signal {
+        caller: Caller,
+        session_id: Uuid,
+        to: Uuid,
+        kind: SignalKind,
+        payload: String,
+    },
+    HostMute {
+        caller: Caller,
+        session_id: Uuid,
+        target: Uuid,
+    },
+    HostRemove {
+        caller: Caller,
+        session_id: Uuid,
+        target: Uuid,
+    },
+    HostTransfer {
+        caller: Caller,
+        session_id: Uuid,
+        target: Uuid,
+    },
+    LobbyDecision {
+        caller: Caller,
+        session_id: Uuid,
+        target: Uuid,
+        admit: bool,
+    },
     /// End for all: from the host's session, or over HTTP (`session_id: None`) by the host user.
-    End { caller: Caller, session_id: Option<Uuid> },
-    Roster { caller: Caller },
+    End {
+        caller: Caller,
+        session_id: Option<Uuid>,
+    },
+    Roster {
+        caller: Caller,
+    },
 }
 
 impl MeetingRequest {
@@ -189,7 +230,10 @@ pub enum MeetingAnswer {
         grace_ms: u64,
     },
     Participant(ParticipantView),
-    Roster { version: u64, participants: Vec<ParticipantView> },
+    Roster {
+        version: u64,
+        participants: Vec<ParticipantView>,
+    },
     Done,
 }
 

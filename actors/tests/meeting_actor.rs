@@ -32,7 +32,10 @@ async fn participants_see_each_other_and_relay_signals_in_order() {
     assert!(joined_b["ice_servers"].is_array());
     let (a_id, b_id) = (joined_a["participant_id"].clone(), joined_b["participant_id"].clone());
     let event = a.next_of("meeting_event").await;
-    assert_eq!((event["event"]["kind"].as_str(), &event["event"]["participant"]["participant_id"]), (Some("joined"), &b_id));
+    assert_eq!(
+        (event["event"]["kind"].as_str(), &event["event"]["participant"]["participant_id"]),
+        (Some("joined"), &b_id)
+    );
 
     for n in 0..20 {
         let frame = json!({"type":"signal","meeting_id":meeting,"to":b_id,"kind":"ice","payload":{"candidate":n}});
@@ -43,10 +46,14 @@ async fn participants_see_each_other_and_relay_signals_in_order() {
         assert_eq!((signal["from"].clone(), signal["payload"]["candidate"].as_i64()), (a_id.clone(), Some(n)));
         assert_eq!(signal["polite"], true, "bob joined later: he is the polite peer");
     }
-    let (ok, _) = a.request("mute", json!({"type":"meeting_state","meeting_id":meeting,"audio":true,"hand":true})).await;
+    let (ok, _) =
+        a.request("mute", json!({"type":"meeting_state","meeting_id":meeting,"audio":true,"hand":true})).await;
     assert_eq!(ok["result"]["state"]["hand"], true);
     let update = b.next_of("meeting_event").await;
-    assert_eq!((update["event"]["kind"].as_str(), update["event"]["participant"]["state"]["audio"].as_bool()), (Some("updated"), Some(true)));
+    assert_eq!(
+        (update["event"]["kind"].as_str(), update["event"]["participant"]["state"]["audio"].as_bool()),
+        (Some("updated"), Some(true))
+    );
 }
 
 #[tokio::test]
@@ -60,14 +67,18 @@ async fn signals_only_go_to_joined_participants_of_the_same_meeting() {
     join(&mut a, meeting).await;
     let carol_id = join(&mut c, other).await["participant_id"].clone();
 
-    let (err, _) = a.request("x", json!({"type":"signal","meeting_id":meeting,"to":carol_id,"kind":"offer","payload":{}})).await;
+    let (err, _) =
+        a.request("x", json!({"type":"signal","meeting_id":meeting,"to":carol_id,"kind":"offer","payload":{}})).await;
     assert_eq!(err["code"], "not_found", "carol is in another meeting");
-    let (err, _) = c.request("y", json!({"type":"signal","meeting_id":meeting,"to":carol_id,"kind":"offer","payload":{}})).await;
+    let (err, _) =
+        c.request("y", json!({"type":"signal","meeting_id":meeting,"to":carol_id,"kind":"offer","payload":{}})).await;
     assert_eq!(err["code"], "not_member", "a session that has not joined cannot signal");
-    let big = json!({"type":"signal","meeting_id":meeting,"to":carol_id,"kind":"offer","payload":{"sdp":"v".repeat(40_000)}});
+    let big =
+        json!({"type":"signal","meeting_id":meeting,"to":carol_id,"kind":"offer","payload":{"sdp":"v".repeat(40_000)}});
     let (err, _) = a.request("z", big).await;
     assert_eq!(err["code"], "payload_too_large");
-    let (err, _) = c.request("h", json!({"type":"host_remove","meeting_id":other,"participant_id":Uuid::new_v4()})).await;
+    let (err, _) =
+        c.request("h", json!({"type":"host_remove","meeting_id":other,"participant_id":Uuid::new_v4()})).await;
     assert_eq!(err["code"], "not_found");
 
     let other_company = Uuid::new_v4();
@@ -106,7 +117,10 @@ async fn only_the_host_controls_and_can_hand_over() {
 
 #[tokio::test]
 async fn the_lobby_waits_for_the_host_and_the_mesh_has_a_cap() {
-    let config = DirectoryConfig { meeting: MeetingConfig { max_participants: 2, ..MeetingConfig::default() }, ..DirectoryConfig::default() };
+    let config = DirectoryConfig {
+        meeting: MeetingConfig { max_participants: 2, ..MeetingConfig::default() },
+        ..DirectoryConfig::default()
+    };
     let h = Harness::with_config(config).await;
     let (alice, bob, carol) = (h.user("alice"), h.user("bob"), h.user("carol"));
     let meeting = h.store.add_meeting(h.company, alice.user_id, &[], true);
@@ -123,7 +137,8 @@ async fn the_lobby_waits_for_the_host_and_the_mesh_has_a_cap() {
     assert_eq!(b.next_of("meeting_event").await["event"]["kind"], "joined");
     let carol_waits = join(&mut c, meeting).await;
     let carol_id = carol_waits["participant_id"].clone();
-    let (err, _) = a.request("admit2", json!({"type":"lobby_admit","meeting_id":meeting,"participant_id":carol_id})).await;
+    let (err, _) =
+        a.request("admit2", json!({"type":"lobby_admit","meeting_id":meeting,"participant_id":carol_id})).await;
     assert_eq!(err["code"], "limit_exceeded", "two is the cap here");
     a.request("deny", json!({"type":"lobby_deny","meeting_id":meeting,"participant_id":carol_id})).await;
     let denied = c.next_of("meeting_event").await;
@@ -147,7 +162,10 @@ async fn a_dropped_participant_has_a_grace_period_then_leaves() {
 
     b.stop();
     let dropped = a.next_of("meeting_event").await;
-    assert_eq!((dropped["event"]["kind"].as_str(), dropped["event"]["participant"]["status"].as_str()), (Some("updated"), Some("disconnected")));
+    assert_eq!(
+        (dropped["event"]["kind"].as_str(), dropped["event"]["participant"]["status"].as_str()),
+        (Some("updated"), Some("disconnected"))
+    );
     tokio::time::sleep(Duration::from_secs(10)).await;
     let mut again = h.connect(bob).await;
     let rejoined = join(&mut again, meeting).await;

@@ -205,7 +205,8 @@ async fn signaling_crosses_nodes_and_a_killed_room_is_rebuilt_from_rejoining_cli
     cluster.wait_for_members(2, Duration::from_secs(30)).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, roster) = admin.on(&cluster.nodes[others[0]].http()).get(&format!("/v1/meetings/{meeting_id}/participants")).await;
+        let (_, roster) =
+            admin.on(&cluster.nodes[others[0]].http()).get(&format!("/v1/meetings/{meeting_id}/participants")).await;
         let joined: Vec<&Value> = roster["participants"].as_array().map(|p| p.iter().collect()).unwrap_or_default();
         if joined.len() == 2 && joined.iter().all(|p| p["status"] == "joined") {
             eprintln!("room rebuilt on a survivor {:?} after kill -9", killed.elapsed());
@@ -214,8 +215,12 @@ async fn signaling_crosses_nodes_and_a_killed_room_is_rebuilt_from_rejoining_cli
         assert!(Instant::now() < deadline, "room not rebuilt: {roster}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (_, roster) = admin.on(&cluster.nodes[others[0]].http()).get(&format!("/v1/meetings/{meeting_id}/participants")).await;
-    let b_new = roster["participants"].as_array().unwrap().iter().find(|p| p["user_id"] == bob.user_id.to_string()).unwrap()["participant_id"].clone();
+    let (_, roster) =
+        admin.on(&cluster.nodes[others[0]].http()).get(&format!("/v1/meetings/{meeting_id}/participants")).await;
+    let b_new =
+        roster["participants"].as_array().unwrap().iter().find(|p| p["user_id"] == bob.user_id.to_string()).unwrap()
+            ["participant_id"]
+            .clone();
     a.ok(json!({"type":"signal","meeting_id":meeting_id,"to":b_new,"kind":"offer","payload":{"restart":true}})).await;
     assert_eq!(b.next_of("signal").await["payload"]["restart"], true, "signaling works in the rebuilt room");
 }

@@ -29,7 +29,8 @@ pub(crate) trait Kind: Sized + Send + Sync + 'static {
     fn drop_nodes(nodes: Vec<NodeId>) -> Self::Msg;
     fn slots(inner: &Inner) -> &Slots<Self::Msg>;
     /// Loads the actor's state and spawns it under the directory's supervisor.
-    fn spawn(directory: &Directory, id: Uuid) -> impl Future<Output = Result<ActorRef<Self::Msg>, RequestError>> + Send;
+    fn spawn(directory: &Directory, id: Uuid)
+        -> impl Future<Output = Result<ActorRef<Self::Msg>, RequestError>> + Send;
 }
 
 pub(crate) struct Channels;
@@ -133,8 +134,9 @@ impl Kind for Users {
             idle_timeout: inner.config.user_idle_timeout,
         };
         let supervisor = directory.supervisor()?;
-        let (actor, _) =
-            Actor::spawn_linked(None, UserActor, args, supervisor).await.map_err(|err| start_failed("user", user_id, err))?;
+        let (actor, _) = Actor::spawn_linked(None, UserActor, args, supervisor)
+            .await
+            .map_err(|err| start_failed("user", user_id, err))?;
         Ok(actor)
     }
 }

@@ -7,10 +7,10 @@ use uuid::Uuid;
 
 use super::{replay, SessionMsg, SessionState};
 use crate::channel::{MessageDraft, SubscribeAnswer};
+use crate::meeting::{StateChange, MAX_SIGNAL_BYTES};
 use crate::protocol::{
     parse_client_frame, ChannelSeq, ClientFrame, ErrorCode, PresenceStatus, RequestError, ServerFrame,
 };
-use crate::meeting::{StateChange, MAX_SIGNAL_BYTES};
 use crate::routing::{ChannelAnswer, ChannelRequest, MeetingAnswer, MeetingRequest, UserAnswer, UserRequest};
 use crate::user::PresenceView;
 
@@ -105,7 +105,12 @@ async fn on_frame(myself: &ActorRef<SessionMsg>, state: &mut SessionState, id: O
 }
 
 /// Meeting frames: join, leave, media state, signaling, host controls.
-async fn on_meeting_frame(myself: &ActorRef<SessionMsg>, state: &mut SessionState, id: Option<String>, frame: ClientFrame) {
+async fn on_meeting_frame(
+    myself: &ActorRef<SessionMsg>,
+    state: &mut SessionState,
+    id: Option<String>,
+    frame: ClientFrame,
+) {
     let caller = state.caller;
     let session_id = state.session_id;
     let (meeting_id, request) = match frame {
@@ -124,7 +129,10 @@ async fn on_meeting_frame(myself: &ActorRef<SessionMsg>, state: &mut SessionStat
         ClientFrame::Signal { meeting_id, to, kind, payload } => {
             let payload = payload.to_string();
             if payload.len() > MAX_SIGNAL_BYTES {
-                let err = RequestError::new(ErrorCode::PayloadTooLarge, format!("signal payload over {MAX_SIGNAL_BYTES} bytes"));
+                let err = RequestError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("signal payload over {MAX_SIGNAL_BYTES} bytes"),
+                );
                 return state.send_frame(myself, &ServerFrame::error(id, &err));
             }
             (meeting_id, MeetingRequest::Signal { caller, session_id, to, kind, payload })
@@ -144,7 +152,9 @@ async fn on_meeting_frame(myself: &ActorRef<SessionMsg>, state: &mut SessionStat
         ClientFrame::LobbyDeny { meeting_id, participant_id: target } => {
             (meeting_id, MeetingRequest::LobbyDecision { caller, session_id, target, admit: false })
         }
-        ClientFrame::MeetingEnd { meeting_id } => (meeting_id, MeetingRequest::End { caller, session_id: Some(session_id) }),
+        ClientFrame::MeetingEnd { meeting_id } => {
+            (meeting_id, MeetingRequest::End { caller, session_id: Some(session_id) })
+        }
         other => {
             warn!(?other, "not a meeting frame");
             return;
