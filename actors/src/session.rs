@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::directory::Directory;
 use crate::ports::Caller;
-use crate::protocol::{ChannelSeq, RequestError, ServerFrame};
+use crate::protocol::{ChannelSeq, ErrorCode, RequestError, ServerFrame};
 use crate::routing::{ChannelRequest, Cluster, MeetingRequest, NodeId, SessionAddr, UserRequest};
 
 /// Close code sent to a client whose outbound queue overflowed.
@@ -275,9 +275,17 @@ impl Actor for SessionActor {
         };
         state.directory.register_session(state.session_id, myself.clone());
         let attach = UserRequest::Attach { session: state.addr() };
-        if let Err(err) = state.directory.ask_user(state.caller.user_id, attach, state.config.call_timeout).await {
-            state.directory.unregister_session(state.session_id);
-            return Err(format!("user actor: {err}").into());
+        match state.directory.ask_user(state.caller.user_id, attach, state.config.call_timeout).await {
+            Ok(_) => {}
+            Err(err) if err.code == ErrorCode::Unavailable => {
+                // The user's owner is unreachable (a node just died): chat works without
+                // presence, and the next membership change attaches again (`Rehome`).
+                warn!(session_id = %state.session_id, error = %err, "presence not attached yet");
+            }
+            Err(err) => {
+                state.directory.unregister_session(state.session_id);
+                return Err(format!("user actor: {err}").into());
+            }
         }
         let hello = ServerFrame::Hello {
             session_id: state.session_id,

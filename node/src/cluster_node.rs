@@ -116,6 +116,11 @@ impl NodeCluster {
         });
     }
 
+    /// Whether this node is in the member set of its current view.
+    pub fn is_member(&self) -> bool {
+        self.view.borrow().members.contains_key(&self.node_id)
+    }
+
     /// The owner of a raw placement key such as `channel:<uuid>`.
     pub fn owner_of_key(&self, key: &str) -> Option<NodeId> {
         let view = self.view.borrow();

@@ -24,9 +24,18 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Some(redis) => Some(redis.ping().await.is_ok()),
         None => None,
     };
-    let ready = !stopping && database && redis.unwrap_or(true);
+    // In a cluster, a node serves clients only while it is a member of its own view.
+    let member = state.cluster.as_ref().map(|cluster| cluster.is_member());
+    let ready = !stopping && database && redis.unwrap_or(true) && member.unwrap_or(true);
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({ "ready": ready, "stopping": stopping, "database": database, "redis": redis, "node_id": state.config.node_id });
+    let body = json!({
+        "ready": ready,
+        "stopping": stopping,
+        "database": database,
+        "redis": redis,
+        "cluster_member": member,
+        "node_id": state.config.node_id,
+    });
     (status, Json(body)).into_response()
 }
 
