@@ -100,22 +100,23 @@ fn unix_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
-fn mac(secret: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+/// HMAC-SHA256 over length-prefixed parts (so `("ab","c")` and `("a","bc")` differ).
+fn keyed(secret: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("hmac takes keys of any size");
     for part in parts {
         mac.update(&(part.len() as u64).to_be_bytes());
         mac.update(part);
     }
-    mac.finalize().into_bytes().to_vec()
+    mac
 }
 
+fn mac(secret: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    keyed(secret, parts).finalize().into_bytes().to_vec()
+}
+
+/// Constant-time comparison of `tag` with the HMAC of `parts`.
 fn verify(secret: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("hmac takes keys of any size");
-    for part in parts {
-        mac.update(&(part.len() as u64).to_be_bytes());
-        mac.update(part);
-    }
-    mac.verify_slice(tag).is_ok()
+    keyed(secret, parts).verify_slice(tag).is_ok()
 }
 
 async fn write_frame<W: AsyncWriteExt + Unpin>(writer: &mut W, frame: &Frame) -> Result<(), TransportError> {
