@@ -133,7 +133,7 @@ impl ChannelState {
 
     /// Sends one frame to every subscriber; subscribers whose session is gone are dropped.
     fn broadcast(&mut self, seq: Option<ChannelSeq>, frame: &ServerFrame) {
-        let delivery = Delivery { channel_id: Some(self.snapshot.channel_id), seq, text: Arc::from(frame.to_text()) };
+        let delivery = Delivery::frame(Some(self.snapshot.channel_id), seq, Arc::from(frame.to_text()));
         fan_out(&mut self.subscribers, &delivery);
     }
 
@@ -251,6 +251,9 @@ impl Actor for ChannelActor {
         if let Some(timer) = state.idle_timer.take() {
             timer.abort();
         }
+        // Whoever still listens must subscribe again (to this channel's next actor, here or
+        // on its new owner), or it would silently stop receiving.
+        fan_out(&mut state.subscribers, &Delivery::resubscribe(state.snapshot.channel_id));
         debug!(channel_id = %state.channel_id(), "channel actor stopped");
         Ok(())
     }

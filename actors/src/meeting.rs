@@ -192,7 +192,7 @@ impl MeetingState {
     fn broadcast_except(&mut self, event: RoomEvent, except: Option<Uuid>) {
         self.version += 1;
         let text: Arc<str> = Arc::from(meeting_frame(self.meeting_id(), self.version, &event));
-        let delivery = Delivery { channel_id: None, seq: None, text };
+        let delivery = Delivery::frame(None, None, text);
         let waiting = match &event {
             RoomEvent::Lobby { participant } => Some(participant.participant_id),
             _ => None,
@@ -211,9 +211,7 @@ impl MeetingState {
 
     fn send_to(&self, participant_id: Uuid, text: String) -> bool {
         match self.participants.get(&participant_id) {
-            Some(participant) => {
-                participant.sink.deliver(Delivery { channel_id: None, seq: None, text: Arc::from(text) })
-            }
+            Some(participant) => participant.sink.deliver(Delivery::frame(None, None, Arc::from(text))),
             None => false,
         }
     }

@@ -44,7 +44,27 @@ pub struct Delivery {
     /// Set for durable channel events; the session drops duplicates and fills gaps by it.
     pub seq: Option<ChannelSeq>,
     pub text: Arc<str>,
+    /// Not a frame: the channel actor holding this subscription stopped (idle, moved,
+    /// reloading), so the session must subscribe again to keep receiving.
+    pub resubscribe: bool,
 }
+
+impl Delivery {
+    /// A frame for the client; `channel_id`/`seq` when it is a channel's event.
+    pub fn frame(channel_id: Option<Uuid>, seq: Option<ChannelSeq>, text: Arc<str>) -> Self {
+        Self { channel_id, seq, text, resubscribe: false }
+    }
+
+    /// Tells the session its subscription to `channel_id` ended with the actor.
+    pub fn resubscribe(channel_id: Uuid) -> Self {
+        Self { channel_id: Some(channel_id), seq: None, text: Arc::from(""), resubscribe: true }
+    }
+}
+
+/// How often and how long a session tries to subscribe again before it gives up and closes
+/// the socket (the client then reconnects and resumes).
+const RESUBSCRIBE_EVERY: Duration = Duration::from_millis(300);
+const RESUBSCRIBE_ATTEMPTS: u32 = 100;
 
 /// How a session is reached from the actor holding its sink.
 #[derive(Clone)]
@@ -162,6 +182,8 @@ pub enum SessionMsg {
     Close(CloseFrame),
     /// Cluster membership changed: subscribe again where owners moved, re-attach presence.
     Rehome,
+    /// Subscribe again to a channel whose actor stopped.
+    Resubscribe { channel_id: Uuid, attempt: u32 },
 }
 
 pub struct SessionArgs {
@@ -333,12 +355,38 @@ impl Actor for SessionActor {
             SessionMsg::Reply(frame) => state.send_frame(&myself, &frame),
             SessionMsg::Close(frame) => state.close(&myself, frame.code, &frame.reason),
             SessionMsg::Rehome => frames::rehome(&myself, state).await,
+            SessionMsg::Resubscribe { channel_id, attempt } => resubscribe(&myself, state, channel_id, attempt).await,
         }
         Ok(())
     }
 }
 
+/// Subscribes again after the channel's actor stopped, retrying while its owner moves; a
+/// session that cannot get its subscription back closes, so the client resumes elsewhere.
+async fn resubscribe(myself: &ActorRef<SessionMsg>, state: &mut SessionState, channel_id: Uuid, attempt: u32) {
+    if !state.subscriptions.contains_key(&channel_id) || state.closed {
+        return;
+    }
+    match frames::subscribe(myself, state, channel_id, None).await {
+        Ok(_) => debug!(session_id = %state.session_id, %channel_id, attempt, "subscribed again"),
+        Err(err) if attempt < RESUBSCRIBE_ATTEMPTS && err.code == crate::protocol::ErrorCode::Unavailable => {
+            myself.send_after(RESUBSCRIBE_EVERY, move || SessionMsg::Resubscribe { channel_id, attempt: attempt + 1 });
+        }
+        Err(err) => {
+            warn!(session_id = %state.session_id, %channel_id, error = %err, "subscription lost, closing the socket");
+            state.close(myself, CLOSE_SERVICE_RESTART, "subscription lost, reconnect and resume");
+        }
+    }
+}
+
 async fn on_delivery(myself: &ActorRef<SessionMsg>, state: &mut SessionState, delivery: Delivery) {
+    if delivery.resubscribe {
+        if let Some(channel_id) = delivery.channel_id.filter(|id| state.subscriptions.contains_key(id)) {
+            // Give the membership a moment to settle before asking the (new) owner.
+            myself.send_after(RESUBSCRIBE_EVERY, move || SessionMsg::Resubscribe { channel_id, attempt: 0 });
+        }
+        return;
+    }
     let (Some(channel_id), Some(seq)) = (delivery.channel_id, delivery.seq) else {
         if let Some(channel_id) = delivery.channel_id {
             if !state.subscriptions.contains_key(&channel_id) {

@@ -105,7 +105,7 @@ impl UserState {
             warn!(user_id = %self.user_id, error = %err, "presence not saved");
         }
         let frame = ServerFrame::Presence { user_id: self.user_id, status, last_seen: self.current.last_seen };
-        let delivery = Delivery { channel_id: None, seq: None, text: Arc::from(frame.to_text()) };
+        let delivery = Delivery::frame(None, None, Arc::from(frame.to_text()));
         fan_out(&mut self.watchers, &delivery);
     }
 
@@ -138,7 +138,7 @@ impl UserState {
                 self.watchers.remove(&session_id);
             }
             UserRequest::Notify { text, push } => {
-                let delivery = Delivery { channel_id: None, seq: None, text: Arc::from(text) };
+                let delivery = Delivery::frame(None, None, Arc::from(text));
                 fan_out(&mut self.sinks, &delivery);
                 if let Some(notice) = push.filter(|_| self.sinks.is_empty()) {
                     if let Err(err) = self.directory.ports().push.enqueue(notice).await {

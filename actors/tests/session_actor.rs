@@ -178,3 +178,27 @@ async fn a_mention_of_an_offline_user_is_queued_as_a_push_with_a_deep_link() {
     bob_session.next_of("notification").await;
     assert_eq!(h.store.pushes.queued.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_session_subscribes_again_when_the_channel_actor_stops() {
+    let h = Harness::new().await;
+    let (alice, bob) = (h.user("alice"), h.user("bob"));
+    let channel = h.channel(ChannelKind::Public, &[alice, bob]);
+    let mut bob_session = h.connect(bob).await;
+    bob_session.request("sub", json!({"type":"subscribe","channel_id":channel})).await;
+    let mut alice_session = h.connect(alice).await;
+    alice_session.request("s1", json!({"type":"send","channel_id":channel,"client_msg_id":"1","body":"one"})).await;
+    assert_eq!(bob_session.next_of("event").await["seq"], 1);
+
+    // The actor stops (idle, moved to another node, reloading after an uncertain write).
+    let first = h.directory.find_channel(channel).unwrap();
+    first.stop(Some("moved".into()));
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while h.directory.find_channel(channel).is_none_or(|actor| actor.get_id() == first.get_id()) {
+        assert!(std::time::Instant::now() < deadline, "nobody subscribed again");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    alice_session.request("s2", json!({"type":"send","channel_id":channel,"client_msg_id":"2","body":"two"})).await;
+    let event = bob_session.next_of("event").await;
+    assert_eq!((event["seq"].as_i64(), event["event"]["message"]["body"].as_str()), (Some(2), Some("two")));
+}

@@ -28,18 +28,73 @@ impl Api {
         Ok(Self { http, base: base.to_owned() })
     }
 
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
-        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
+    /// Like [`Api::new`] with a shorter request timeout (for nodes that may be killed or paused).
+    pub fn with_timeout(base: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder().no_proxy().timeout(timeout).build()?;
+        Ok(Self { http, base: base.to_owned() })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// One request; answers the status and the body text whatever the status.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(reqwest::StatusCode, String)> {
+        let mut request = self.http.request(method.clone(), format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.with_context(|| format!("POST {path}"))?;
+        let response = request.send().await.with_context(|| format!("{method} {}{path}", self.base))?;
         let status = response.status();
-        let text = response.text().await.with_context(|| format!("reading POST {path}"))?;
+        let text = response.text().await.with_context(|| format!("reading {method} {}{path}", self.base))?;
+        Ok((status, text))
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
+        let (status, text) = self.call(reqwest::Method::POST, path, token, Some(&body)).await?;
         if !status.is_success() {
             bail!("POST {path} answered {status}: {text}");
         }
         serde_json::from_str(&text).with_context(|| format!("POST {path} answered non-JSON: {text}"))
+    }
+
+    /// `GET path` with a token; the JSON answer of a 2xx, else an error.
+    pub async fn get(&self, path: &str, token: &str) -> anyhow::Result<Value> {
+        let (status, text) = self.call(reqwest::Method::GET, path, Some(token), None).await?;
+        if !status.is_success() {
+            bail!("GET {}{path} answered {status}: {text}", self.base);
+        }
+        serde_json::from_str(&text).with_context(|| format!("GET {path} answered non-JSON: {text}"))
+    }
+
+    /// Adds a user as the admin; a `409 conflict` (an earlier attempt got through) is success.
+    pub async fn create_user(&self, admin: &Account, username: &str) -> anyhow::Result<()> {
+        let body = json!({ "username": username, "password": PASSWORD });
+        let (status, text) = self.call(reqwest::Method::POST, "/v1/users", Some(&admin.token), Some(&body)).await?;
+        if status.is_success() || status == reqwest::StatusCode::CONFLICT {
+            return Ok(());
+        }
+        bail!("POST /v1/users answered {status}: {text}")
+    }
+
+    /// Logs a user of company `slug` in.
+    pub async fn login(&self, slug: &str, username: &str) -> anyhow::Result<Account> {
+        let login = json!({ "company": slug, "username": username, "password": PASSWORD });
+        account(&self.post("/v1/auth/login", None, login).await?)
+    }
+
+    /// Joins one account to a public channel (joining twice is harmless).
+    pub async fn join(&self, account: &Account, channel_id: &str) -> anyhow::Result<()> {
+        self.post(&format!("/v1/channels/{channel_id}/join"), Some(&account.token), json!({})).await.map(|_| ())
     }
 
     /// Creates a company with a unique slug; returns the slug and its admin.

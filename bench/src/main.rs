@@ -1,12 +1,15 @@
 //! `bench`: load benchmark for a messenger node, driven over its public HTTP + WebSocket API.
 //!
-//! Two scenarios:
+//! Three scenarios:
 //! - `fanout` (default): N users subscribe to one channel over WebSockets; a few of them send
 //!   timestamped messages at a fixed rate. Measures send→ack latency (ack = durable in the DB),
 //!   deliveries per second across all clients, send→receive latency, and checks that every
 //!   receiver sees strictly increasing channel sequence numbers with no gaps or duplicates.
 //! - `idle`: opens many idle WebSocket sessions and measures the node's resident memory per
 //!   connection (VmRSS of the node process before and after) and the connect rate.
+//! - `chaos`: drives a running cluster (`--urls`) while a script kills, pauses and partitions
+//!   nodes; checks that no acknowledged message is lost, that every receiver sees every seq
+//!   once and in order across reconnects, and measures how fast clients resume.
 //!
 //! By default the bench spawns `target/release/node` on a free loopback port with a fresh SQLite
 //! database in a temporary directory, and kills it at the end; `--url` drives a running node.
@@ -16,6 +19,7 @@
 //! or `target/release/bench idle --connections 10000`. `bench --help` lists every flag.
 
 mod api;
+mod chaos;
 mod client;
 mod fanout;
 mod idle;
@@ -31,12 +35,14 @@ const USAGE: &str = "\
 bench: load benchmark for a messenger node
 
 USAGE:
-    bench [fanout|idle] [FLAGS]
+    bench [fanout|idle|chaos] [FLAGS]
 
 SCENARIOS:
     fanout   (default) one channel, every user subscribed, a few users send at a fixed rate;
              prints ack and delivery latency, deliveries/s and sequence-order checks
     idle     opens many idle WebSocket sessions; prints node RSS per connection and connect rate
+    chaos    clients on a running cluster (--urls) while nodes are killed (see chaos/run.sh);
+             checks no acknowledged message is lost, no gap, no duplicate, same order everywhere
 
 COMMON FLAGS:
     --url URL             drive a running node (e.g. http://127.0.0.1:8000) instead of spawning one
@@ -52,6 +58,17 @@ FANOUT FLAGS:
     --seconds S           sending duration [default: 10]
     --drain-seconds S     longest wait for outstanding acks and deliveries afterwards [default: 10]
 
+CHAOS FLAGS:
+    --urls U1,U2,...      the cluster's nodes (http://127.0.0.x:port); clients are spread over them
+    --setup-url URL       node for the setup requests first [default: the first of --urls]
+    --users N             users, one WebSocket each, all in every channel [default: 12]
+    --channels N          channels [default: 3]
+    --rate R              messages per second per user, round-robin over the channels [default: 5]
+    --seconds S           sending duration [default: 30]
+    --drain-seconds S     longest wait for outstanding acks and deliveries afterwards [default: 20]
+    --actions FILE        `<unix_ms> <label>` lines of injected faults, read at the end to time
+                          each recovery
+
 IDLE FLAGS:
     --connections N       idle WebSocket connections to open [default: 10000]
     --users N             distinct users whose tokens the connections share [default: 4]
@@ -66,6 +83,7 @@ connection costs one descriptor in the bench and one in the spawned node, which 
 pub enum Scenario {
     Fanout,
     Idle,
+    Chaos,
 }
 
 /// Parsed command line.
@@ -78,12 +96,16 @@ pub struct Args {
     pub keep: bool,
     pub users: Option<usize>,
     pub senders: usize,
-    pub rate: f64,
-    pub seconds: u64,
-    pub drain_seconds: u64,
+    pub rate: Option<f64>,
+    pub seconds: Option<u64>,
+    pub drain_seconds: Option<u64>,
     pub connections: usize,
     pub concurrency: usize,
     pub hold_seconds: u64,
+    pub urls: Vec<String>,
+    pub setup_url: Option<String>,
+    pub channels: usize,
+    pub actions: Option<PathBuf>,
 }
 
 impl Default for Args {
@@ -96,12 +118,16 @@ impl Default for Args {
             keep: false,
             users: None,
             senders: 5,
-            rate: 20.0,
-            seconds: 10,
-            drain_seconds: 10,
+            rate: None,
+            seconds: None,
+            drain_seconds: None,
             connections: 10_000,
             concurrency: 200,
             hold_seconds: 3,
+            urls: Vec::new(),
+            setup_url: None,
+            channels: 3,
+            actions: None,
         }
     }
 }
@@ -124,6 +150,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Option<A
         match arg.as_str() {
             "fanout" if positional => args.scenario = Scenario::Fanout,
             "idle" if positional => args.scenario = Scenario::Idle,
+            "chaos" if positional => args.scenario = Scenario::Chaos,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return Ok(None);
@@ -134,12 +161,19 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Option<A
             "--keep" => args.keep = true,
             "--users" => args.users = Some(value(&arg, argv.next())?),
             "--senders" => args.senders = value(&arg, argv.next())?,
-            "--rate" => args.rate = value(&arg, argv.next())?,
-            "--seconds" => args.seconds = value(&arg, argv.next())?,
-            "--drain-seconds" => args.drain_seconds = value(&arg, argv.next())?,
+            "--rate" => args.rate = Some(value(&arg, argv.next())?),
+            "--seconds" => args.seconds = Some(value(&arg, argv.next())?),
+            "--drain-seconds" => args.drain_seconds = Some(value(&arg, argv.next())?),
             "--connections" => args.connections = value(&arg, argv.next())?,
             "--concurrency" => args.concurrency = value(&arg, argv.next())?,
             "--hold-seconds" => args.hold_seconds = value(&arg, argv.next())?,
+            "--urls" => {
+                let raw: String = value(&arg, argv.next())?;
+                args.urls = raw.split(',').filter(|u| !u.trim().is_empty()).map(normalize_url).collect();
+            }
+            "--setup-url" => args.setup_url = Some(normalize_url(&value::<String>(&arg, argv.next())?)),
+            "--channels" => args.channels = value(&arg, argv.next())?,
+            "--actions" => args.actions = Some(value(&arg, argv.next())?),
             other => bail!("unknown argument {other:?} (see --help)"),
         }
     }
@@ -147,15 +181,33 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Option<A
     Ok(Some(args))
 }
 
+fn normalize_url(raw: &str) -> String {
+    raw.trim().trim_end_matches('/').to_owned()
+}
+
 fn validate(args: &Args) -> anyhow::Result<()> {
     if args.users == Some(0) {
         bail!("--users must be at least 1");
     }
-    if !(args.rate > 0.0 && args.rate <= 10_000.0) {
+    if args.rate.is_some_and(|rate| !(rate > 0.0 && rate <= 10_000.0)) {
         bail!("--rate must be in (0, 10000]");
     }
-    if args.seconds == 0 || args.seconds > 3600 || args.drain_seconds > 600 || args.hold_seconds > 3600 {
+    let seconds = args.seconds.unwrap_or(10);
+    if seconds == 0 || seconds > 3600 || args.drain_seconds.unwrap_or(0) > 600 || args.hold_seconds > 3600 {
         bail!("--seconds must be 1..=3600, --drain-seconds at most 600, --hold-seconds at most 3600");
+    }
+    if args.scenario == Scenario::Chaos {
+        if args.urls.is_empty() {
+            bail!("chaos needs --urls http://127.0.0.11:8000,http://127.0.0.12:8000,...");
+        }
+        if let Some(url) = args.urls.iter().chain(&args.setup_url).find(|url| !is_loopback_url(url)) {
+            bail!("chaos only drives loopback nodes (http://127.x.y.z:port), not {url:?}");
+        }
+        if args.channels == 0 || args.channels > 100 || args.users.is_some_and(|users| users > 1000) {
+            bail!("--channels must be 1..=100 and --users at most 1000");
+        }
+    } else if !args.urls.is_empty() || args.setup_url.is_some() || args.actions.is_some() {
+        bail!("--urls, --setup-url and --actions belong to the chaos scenario");
     }
     if args.connections == 0 || args.connections > 1_000_000 || args.concurrency == 0 {
         bail!("--connections must be 1..=1000000 and --concurrency at least 1");
@@ -166,12 +218,44 @@ fn validate(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `http://127.a.b.c:port`: the chaos checker never sends traffic anywhere else.
+fn is_loopback_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let host = rest.split(['/', ':']).next().unwrap_or_default();
+    host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Some(args) = parse_args(std::env::args().skip(1))? else {
         return Ok(());
     };
     stats::start_clock();
+    if args.scenario == Scenario::Chaos {
+        let opts = chaos::Options {
+            urls: args.urls.clone(),
+            setup_url: args.setup_url.clone(),
+            seconds: args.seconds.unwrap_or(30),
+            users: args.users.unwrap_or(12),
+            channels: args.channels,
+            rate: args.rate.unwrap_or(5.0),
+            drain_seconds: args.drain_seconds.unwrap_or(20),
+            actions: args.actions.clone(),
+        };
+        let outcome = tokio::select! {
+            outcome = chaos::run(&opts) => outcome,
+            signal = tokio::signal::ctrl_c() => {
+                signal.context("listening for ctrl-c")?;
+                Err(anyhow::anyhow!("interrupted"))
+            }
+        };
+        // The verdict is already printed; a failure is one line, never a backtrace.
+        if let Err(err) = outcome {
+            eprintln!("error: {err:#}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let node = node::Node::start(&args).await?;
     let outcome = tokio::select! {
         outcome = run(&args, &node) => outcome,
@@ -193,12 +277,13 @@ async fn run(args: &Args, node: &node::Node) -> anyhow::Result<()> {
             let opts = fanout::Options {
                 users: args.users.unwrap_or(50),
                 senders: args.senders,
-                rate: args.rate,
-                seconds: args.seconds,
-                drain_seconds: args.drain_seconds,
+                rate: args.rate.unwrap_or(20.0),
+                seconds: args.seconds.unwrap_or(10),
+                drain_seconds: args.drain_seconds.unwrap_or(10),
             };
             fanout::run(node, &opts).await
         }
+        Scenario::Chaos => bail!("chaos drives a running cluster, not a spawned node"),
         Scenario::Idle => {
             let opts = idle::Options {
                 users: args.users.unwrap_or(4),
@@ -243,5 +328,21 @@ mod tests {
         assert!(parse("--bogus").is_err());
         assert!(parse("--users 0").is_err());
         assert!(parse("fanout idle").is_err());
+        assert!(parse("chaos").is_err(), "chaos needs --urls");
+        assert!(parse("chaos --urls http://10.0.0.1:8000").is_err(), "loopback only");
+        assert!(parse("--urls http://127.0.0.1:8000").is_err(), "--urls is a chaos flag");
+    }
+
+    #[test]
+    fn parses_chaos_flags() {
+        let args =
+            parse("chaos --urls http://127.0.0.11:8000/,http://127.0.0.12:8000 --channels 2 --rate 3 --seconds 5")
+                .unwrap()
+                .unwrap();
+        assert_eq!(args.scenario, Scenario::Chaos);
+        assert_eq!(args.urls, ["http://127.0.0.11:8000", "http://127.0.0.12:8000"]);
+        assert_eq!((args.channels, args.rate, args.seconds), (2, Some(3.0), Some(5)));
+        assert!(is_loopback_url("http://127.0.0.11:8000"));
+        assert!(!is_loopback_url("http://localhost.evil:80"));
     }
 }

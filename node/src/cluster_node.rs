@@ -49,7 +49,7 @@ pub struct ClusterConfig {
 #[derive(Debug, Serialize, Deserialize)]
 enum ActorWire {
     Request(RemoteRequest),
-    Deliver { session_ids: Vec<Uuid>, channel_id: Option<Uuid>, seq: Option<i64>, text: String },
+    Deliver { session_ids: Vec<Uuid>, channel_id: Option<Uuid>, seq: Option<i64>, text: String, resubscribe: bool },
 }
 
 /// The cluster as the actors see it.
@@ -179,6 +179,7 @@ impl Cluster for NodeCluster {
             channel_id: delivery.channel_id,
             seq: delivery.seq,
             text: delivery.text.to_string(),
+            resubscribe: delivery.resubscribe,
         };
         match encode(&wire) {
             Ok(payload) => self.transport.send(&addr, Service::Actors, payload).is_ok(),
@@ -256,8 +257,9 @@ impl Inbound for ClusterInbound {
     async fn message(&self, service: Service, payload: Vec<u8>) {
         let Some(directory) = self.directory.get() else { return };
         match (service, decode::<ActorWire>(&payload)) {
-            (Service::Actors, Ok(ActorWire::Deliver { session_ids, channel_id, seq, text })) => {
-                directory.deliver_local(&session_ids, Delivery { channel_id, seq, text: Arc::from(text) });
+            (Service::Actors, Ok(ActorWire::Deliver { session_ids, channel_id, seq, text, resubscribe })) => {
+                let delivery = Delivery { channel_id, seq, text: Arc::from(text), resubscribe };
+                directory.deliver_local(&session_ids, delivery);
             }
             (_, Ok(_)) => warn!("unexpected one-way message"),
             (_, Err(err)) => warn!(error = %err, "undecodable one-way message"),

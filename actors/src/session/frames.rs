@@ -250,7 +250,7 @@ pub(crate) fn unexpected<T: std::fmt::Debug>(answer: T) -> RequestError {
     RequestError::internal()
 }
 
-async fn subscribe(
+pub(super) async fn subscribe(
     myself: &ActorRef<SessionMsg>,
     state: &mut SessionState,
     channel_id: Uuid,

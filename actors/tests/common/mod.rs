@@ -186,8 +186,11 @@ impl Actor for ProbeActor {
         msg: SessionMsg,
         tx: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let SessionMsg::Deliver(delivery) = msg {
-            tx.send(delivery).ok();
+        match msg {
+            SessionMsg::Deliver(delivery) if !delivery.resubscribe => {
+                tx.send(delivery).ok();
+            }
+            _ => {}
         }
         Ok(())
     }

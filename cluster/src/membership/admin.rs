@@ -274,11 +274,18 @@ impl Membership {
     /// Joins (or rejoins) through the leader, else the seeds, else the known members; one
     /// attempt each. Returns the leader and the epoch after the join.
     pub(super) async fn join_once(&self) -> Result<(NodeId, u64), MembershipError> {
-        if self.is_leader() {
-            let epoch = self.admit(self.info.clone()).await?;
-            return Ok((self.info.id, epoch));
-        }
         let mut last_error = MembershipError::NotLeader { leader: None };
+        if self.is_leader() {
+            match self.admit(self.info.clone()).await {
+                Ok(epoch) => return Ok((self.info.id, epoch)),
+                // A leadership restored from disk after a restart may be stale (this node
+                // may even have left): ask the others instead of retrying itself forever.
+                Err(error) => {
+                    debug!(node_id = self.info.id, error = %error, "admitting itself failed, asking peers");
+                    last_error = error;
+                }
+            }
+        }
         for addr in self.join_targets() {
             let request = PeerRequest::Join { member: self.info.clone(), forwarded: false };
             last_error = match self.call(&addr, &request).await {
