@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::event_log::EventRecord;
+use crate::model::{ChannelEvent, ChannelSeq, MessageView, ReactionView, ReadCursor};
 use crate::ports::{
-    AppendOutcome, ChannelKind, ChannelSnapshot, ChannelStore, MeetingInfo, MeetingStore, Member, Mutation, NewMessage,
-    Ports, PresenceRecord, PresenceStore, PushNotice, PushQueue, StoreError, StoreResult, StoredEvent, UserDirectory,
+    AppendOutcome, ChannelKind, ChannelSnapshot, ChannelStore, Fence, MeetingInfo, MeetingStore, Member, Mutation,
+    NewMessage, Ports, PresenceRecord, PresenceStore, PushNotice, PushQueue, ReplayedEvent, StoreError, StoreResult,
+    UserDirectory,
 };
-use crate::protocol::{ChannelEvent, ChannelSeq, MessageView, ReadCursor};
 
 #[derive(Default)]
 pub struct MemoryPresence {
@@ -33,7 +35,9 @@ struct MemoryChannel {
     company_id: Uuid,
     kind: ChannelKind,
     members: Vec<Uuid>,
-    events: BTreeMap<ChannelSeq, ChannelEvent>,
+    /// The event log as stored: records, not wire events (see [`crate::event_log`]).
+    events: BTreeMap<ChannelSeq, String>,
+    fence: Fence,
     messages: BTreeMap<Uuid, MessageView>,
     cursors: HashMap<Uuid, ChannelSeq>,
     attachments: HashSet<Uuid>,
@@ -98,6 +102,7 @@ impl MemoryStore {
             kind,
             members: members.to_vec(),
             events: BTreeMap::new(),
+            fence: 0,
             messages: BTreeMap::new(),
             cursors: HashMap::new(),
             attachments: HashSet::new(),
@@ -125,13 +130,27 @@ impl MemoryStore {
         *self.fail_writes.lock().unwrap() = error;
     }
 
-    /// The stored event log of a channel, in order.
+    /// The stored event log of a channel, in order, as replay renders it.
     pub fn events(&self, channel_id: Uuid) -> Vec<(ChannelSeq, ChannelEvent)> {
         let data = self.data.lock().unwrap();
         data.channels
             .get(&channel_id)
-            .map(|c| c.events.iter().map(|(seq, e)| (*seq, e.clone())).collect())
+            .map(|c| render(c, c.events.iter()).into_iter().map(|e| (e.seq, e.event)).collect())
             .unwrap_or_default()
+    }
+
+    /// The raw stored payloads of a channel's event log.
+    pub fn raw_events(&self, channel_id: Uuid) -> Vec<(ChannelSeq, String)> {
+        let data = self.data.lock().unwrap();
+        data.channels
+            .get(&channel_id)
+            .map(|c| c.events.iter().map(|(s, p)| (*s, p.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// The fence a channel's writers must hold.
+    pub fn fence(&self, channel_id: Uuid) -> Fence {
+        self.data.lock().unwrap().channels.get(&channel_id).map_or(0, |c| c.fence)
     }
 
     pub fn members(&self, channel_id: Uuid) -> Vec<Uuid> {
@@ -146,7 +165,10 @@ impl MemoryStore {
     }
 }
 
-fn claim_seq(channel: &MemoryChannel, seq: ChannelSeq) -> StoreResult<()> {
+fn claim_seq(channel: &MemoryChannel, fence: Fence, seq: ChannelSeq) -> StoreResult<()> {
+    if fence < channel.fence {
+        return Err(StoreError::Fenced);
+    }
     if channel.events.contains_key(&seq) {
         return Err(StoreError::Conflict(format!("seq {seq} already taken")));
     }
@@ -159,8 +181,14 @@ fn missing_channel() -> StoreError {
 
 #[async_trait]
 impl ChannelStore for MemoryStore {
-    async fn load_channel(&self, channel_id: Uuid) -> StoreResult<Option<ChannelSnapshot>> {
-        let data = self.data.lock().unwrap();
+    async fn load_channel(&self, channel_id: Uuid, fence: Fence) -> StoreResult<Option<ChannelSnapshot>> {
+        let mut data = self.data.lock().unwrap();
+        if let Some(channel) = data.channels.get_mut(&channel_id) {
+            if fence < channel.fence {
+                return Err(StoreError::Fenced);
+            }
+            channel.fence = fence;
+        }
         Ok(data.channels.get(&channel_id).map(|channel| ChannelSnapshot {
             channel_id,
             company_id: channel.company_id,
@@ -179,21 +207,26 @@ impl ChannelStore for MemoryStore {
         }))
     }
 
-    async fn append_message(&self, seq: ChannelSeq, new: &NewMessage) -> StoreResult<AppendOutcome> {
+    async fn append_message(&self, fence: Fence, seq: ChannelSeq, new: &NewMessage) -> StoreResult<AppendOutcome> {
         self.check_write()?;
         let mut data = self.data.lock().unwrap();
         let channel = data.channels.get_mut(&new.message.channel_id).ok_or_else(missing_channel)?;
+        if fence < channel.fence {
+            return Err(StoreError::Fenced);
+        }
         if let Some(earlier) = channel.messages.values().find(|m| m.client_msg_id == new.message.client_msg_id) {
             return Ok(AppendOutcome::Duplicate(Box::new(earlier.clone())));
         }
-        claim_seq(channel, seq)?;
+        claim_seq(channel, fence, seq)?;
         channel.messages.insert(new.message.id, new.message.clone());
-        channel.events.insert(seq, ChannelEvent::MessageNew { message: new.message.clone() });
+        let event = ChannelEvent::MessageNew { message: new.message.clone() };
+        channel.events.insert(seq, EventRecord::of(&event).encode());
         Ok(AppendOutcome::Stored)
     }
 
     async fn apply(
         &self,
+        fence: Fence,
         channel_id: Uuid,
         seq: ChannelSeq,
         mutation: &Mutation,
@@ -202,7 +235,7 @@ impl ChannelStore for MemoryStore {
         self.check_write()?;
         let mut data = self.data.lock().unwrap();
         let channel = data.channels.get_mut(&channel_id).ok_or_else(missing_channel)?;
-        claim_seq(channel, seq)?;
+        claim_seq(channel, fence, seq)?;
         let changed = match mutation {
             Mutation::EditMessage { message_id, body, mentions, at } => match channel.messages.get_mut(message_id) {
                 Some(message) => {
@@ -217,6 +250,8 @@ impl ChannelStore for MemoryStore {
                 Some(message) if !message.deleted => {
                     message.deleted = true;
                     message.body.clear();
+                    message.mentions.clear();
+                    message.attachment_ids.clear();
                     true
                 }
                 _ => false,
@@ -230,9 +265,7 @@ impl ChannelStore for MemoryStore {
                         true
                     }
                     None => {
-                        message
-                            .reactions
-                            .push(crate::protocol::ReactionView { emoji: emoji.clone(), user_ids: vec![*user_id] });
+                        message.reactions.push(ReactionView { emoji: emoji.clone(), user_ids: vec![*user_id] });
                         true
                     }
                 }
@@ -263,7 +296,7 @@ impl ChannelStore for MemoryStore {
             }
         };
         if changed {
-            channel.events.insert(seq, event.clone());
+            channel.events.insert(seq, EventRecord::of(event).encode());
         }
         Ok(changed)
     }
@@ -282,19 +315,12 @@ impl ChannelStore for MemoryStore {
         Ok(())
     }
 
-    async fn events_after(&self, channel_id: Uuid, after: ChannelSeq, limit: u32) -> StoreResult<Vec<StoredEvent>> {
+    async fn events_after(&self, channel_id: Uuid, after: ChannelSeq, limit: u32) -> StoreResult<Vec<ReplayedEvent>> {
         let data = self.data.lock().unwrap();
         Ok(data
             .channels
             .get(&channel_id)
-            .map(|channel| {
-                channel
-                    .events
-                    .range(after + 1..)
-                    .take(limit as usize)
-                    .map(|(seq, event)| StoredEvent { seq: *seq, event: event.clone() })
-                    .collect()
-            })
+            .map(|channel| render(channel, channel.events.range(after + 1..).take(limit as usize)))
             .unwrap_or_default())
     }
 
@@ -314,6 +340,21 @@ impl ChannelStore for MemoryStore {
             .get(&channel_id)
             .is_some_and(|channel| attachment_ids.iter().all(|id| channel.attachments.contains(id))))
     }
+}
+
+/// Renders stored records for replay from the messages as they are now.
+fn render<'a>(
+    channel: &MemoryChannel,
+    records: impl Iterator<Item = (&'a ChannelSeq, &'a String)>,
+) -> Vec<ReplayedEvent> {
+    let messages: std::collections::HashMap<Uuid, MessageView> =
+        channel.messages.iter().map(|(id, message)| (*id, message.clone())).collect();
+    records
+        .filter_map(|(seq, payload)| {
+            let record = EventRecord::decode(payload).ok()?;
+            Some(ReplayedEvent { seq: *seq, event: record.render(&messages) })
+        })
+        .collect()
 }
 
 #[async_trait]

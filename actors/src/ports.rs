@@ -6,14 +6,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::protocol::{ChannelEvent, ChannelSeq, MessageView, PresenceStatus, ReadCursor, UnixMillis};
+use crate::model::{ChannelEvent, ChannelSeq, MessageView, PresenceStatus, ReadCursor, UnixMillis};
 
-/// Who asks: every request names the user and the company the user's token was issued for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct Caller {
-    pub user_id: Uuid,
-    pub company_id: Uuid,
-}
+/// The ownership token of a channel's writer: the membership epoch under which its actor
+/// loaded the channel. Loading raises the channel's stored fence to it; a write carrying a
+/// lower token than the stored fence is refused ([`StoreError::Fenced`]), so an owner that
+/// lost the channel to a newer one can no longer append (Kleppmann's fencing tokens).
+pub type Fence = u64;
 
 /// A failure of a port. `Unavailable` means the write certainly did not happen (connection
 /// refused, pool timed out before sending); `Unknown` means it may have been applied, so the
@@ -26,6 +25,9 @@ pub enum StoreError {
     Unknown(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A newer owner loaded the channel: this writer must stop (nothing was applied).
+    #[error("fenced: a newer owner holds the channel")]
+    Fenced,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -98,23 +100,28 @@ pub enum Mutation {
     RemoveMember { user_id: Uuid },
 }
 
+/// A stored event as replay returns it: rendered from the event log and the messages as they
+/// are now (see [`crate::event_log`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
+pub struct ReplayedEvent {
     pub seq: ChannelSeq,
     pub event: ChannelEvent,
 }
 
 /// Durable channel state. Every method that takes a `seq` writes the event row in the same
-/// transaction as the change, so the event log and the tables never disagree.
+/// transaction as the change, so the event log and the tables never disagree; every write
+/// carries the writer's [`Fence`] and is refused once a newer owner loaded the channel.
 #[async_trait]
 pub trait ChannelStore: Send + Sync + 'static {
-    /// `None` when the channel does not exist.
-    async fn load_channel(&self, channel_id: Uuid) -> StoreResult<Option<ChannelSnapshot>>;
-    async fn append_message(&self, seq: ChannelSeq, new: &NewMessage) -> StoreResult<AppendOutcome>;
+    /// Loads the channel for an owner holding `fence`, raising the stored fence to it. `None`
+    /// when the channel does not exist; [`StoreError::Fenced`] when a newer owner holds it.
+    async fn load_channel(&self, channel_id: Uuid, fence: Fence) -> StoreResult<Option<ChannelSnapshot>>;
+    async fn append_message(&self, fence: Fence, seq: ChannelSeq, new: &NewMessage) -> StoreResult<AppendOutcome>;
     /// Applies `mutation` and records `event` at `seq`. `Ok(false)` when the mutation changed
     /// nothing (reaction already there, member already gone); then no event is recorded.
     async fn apply(
         &self,
+        fence: Fence,
         channel_id: Uuid,
         seq: ChannelSeq,
         mutation: &Mutation,
@@ -122,8 +129,8 @@ pub trait ChannelStore: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     async fn message(&self, channel_id: Uuid, message_id: Uuid) -> StoreResult<Option<MessageView>>;
     async fn set_read_cursor(&self, channel_id: Uuid, user_id: Uuid, seq: ChannelSeq) -> StoreResult<()>;
-    /// Events with `seq > after`, oldest first, at most `limit`.
-    async fn events_after(&self, channel_id: Uuid, after: ChannelSeq, limit: u32) -> StoreResult<Vec<StoredEvent>>;
+    /// Events with `seq > after`, oldest first, at most `limit`, rendered for replay.
+    async fn events_after(&self, channel_id: Uuid, after: ChannelSeq, limit: u32) -> StoreResult<Vec<ReplayedEvent>>;
     /// The user's id and username if the user exists in `company_id`.
     async fn member_candidate(&self, company_id: Uuid, user_id: Uuid) -> StoreResult<Option<Member>>;
     /// Whether all `attachment_ids` were uploaded to `channel_id`.

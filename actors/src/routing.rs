@@ -1,50 +1,15 @@
 //! Requests to actors as data, so they can be served by a local actor or sent to the node
-//! that owns it. Every channel and user actor is addressed by key; sessions by
-//! [`SessionAddr`]. The cluster supplies a [`Cluster`] that knows owners and carries bytes;
-//! a single node uses [`SingleNode`].
-
-use std::sync::Arc;
+//! that owns it. Every channel, user and meeting actor is addressed by [`ActorKey`]; sessions
+//! by [`SessionAddr`]. [`crate::cluster`] carries them between nodes.
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
-use crate::channel::{MessageDraft, SubscribeAnswer};
-use crate::meeting::{ParticipantView, SignalKind, StateChange};
-use crate::ports::Caller;
-use crate::protocol::{ChannelSeq, MessageView, PresenceStatus, RequestError};
-use crate::session::Delivery;
-use crate::user::PresenceView;
-
-/// A node's id in the cluster.
-pub type NodeId = u64;
-
-/// Where a session lives: its node and id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct SessionAddr {
-    pub node: NodeId,
-    pub session_id: Uuid,
-    pub user_id: Uuid,
-}
-
-/// The key an actor is placed by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ActorKey {
-    Channel(Uuid),
-    User(Uuid),
-    Meeting(Uuid),
-}
-
-impl ActorKey {
-    /// The text hashed for placement: `channel:<uuid>`, `user:<uuid>`.
-    pub fn placement_key(&self) -> String {
-        match self {
-            ActorKey::Channel(id) => format!("channel:{id}"),
-            ActorKey::User(id) => format!("user:{id}"),
-            ActorKey::Meeting(id) => format!("meeting:{id}"),
-        }
-    }
-}
+use crate::model::{
+    Caller, ChannelSeq, MessageDraft, MessageView, ParticipantView, PresenceStatus, PresenceView, RequestError,
+    SessionAddr, SignalKind, StateChange, SubscribeAnswer,
+};
+use crate::ports::PushNotice;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ChannelRequest {
@@ -129,7 +94,7 @@ pub enum UserRequest {
     /// session, queue that push notification instead.
     Notify {
         text: String,
-        push: Option<crate::ports::PushNotice>,
+        push: Option<PushNotice>,
     },
     GetPresence,
 }
@@ -252,55 +217,52 @@ pub enum RemoteAnswer {
     Meeting(MeetingAnswer),
 }
 
-pub type AnswerReceiver = oneshot::Receiver<Result<RemoteAnswer, RequestError>>;
-
-/// What the actors need from the cluster. Calls that send are synchronous enqueues, so
-/// requests from one sender reach the owner in the order they were made.
-pub trait Cluster: Send + Sync + 'static {
-    fn this_node(&self) -> NodeId;
-    /// The owner of `key` in the current epoch; `None` while no member is known.
-    fn owner(&self, key: ActorKey) -> Option<NodeId>;
-    /// Sends a request to `node`; the receiver yields its answer (or a transport error).
-    fn request(&self, node: NodeId, request: RemoteRequest) -> Result<AnswerReceiver, RequestError>;
-    /// Delivers one frame to several sessions of `node` in one message; `false` if the node
-    /// cannot be reached (its sessions are then dropped by the sender).
-    fn deliver(&self, node: NodeId, session_ids: Vec<Uuid>, delivery: Delivery) -> bool;
-    /// Bumped on every membership change.
-    fn epochs(&self) -> watch::Receiver<u64>;
-    /// Members of the current epoch.
-    fn members(&self) -> Vec<NodeId>;
+/// Why a request did not reach an actor, or what the actor refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
+pub enum RouteError {
+    /// The node asked does not own the actor (its view of the membership differs from the
+    /// sender's, or it holds no ownership lease right now): the sender retries.
+    #[error("this node does not own the actor (membership is changing)")]
+    NotOwner,
+    /// The owner could not be reached (its node is down or the link is cut): the sender
+    /// retries once the membership settles.
+    #[error("the owner could not be reached")]
+    Unreachable,
+    /// The actor answered with a refusal.
+    #[error(transparent)]
+    Request(#[from] RequestError),
 }
 
-/// The whole cluster is this node.
-pub struct SingleNode {
-    epochs: watch::Sender<u64>,
-}
-
-impl SingleNode {
-    pub const NODE: NodeId = 1;
-
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self { epochs: watch::channel(1).0 })
+impl RouteError {
+    /// What the client is told.
+    pub fn into_request_error(self) -> RequestError {
+        match self {
+            RouteError::NotOwner | RouteError::Unreachable => RequestError::unavailable(),
+            RouteError::Request(err) => err,
+        }
     }
 }
 
-impl Cluster for SingleNode {
-    fn this_node(&self) -> NodeId {
-        Self::NODE
+impl RouteError {
+    /// Whether asking again (after the membership settles) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, RouteError::NotOwner | RouteError::Unreachable)
     }
-    fn owner(&self, _key: ActorKey) -> Option<NodeId> {
-        Some(Self::NODE)
+}
+
+impl From<RouteError> for RequestError {
+    fn from(err: RouteError) -> Self {
+        err.into_request_error()
     }
-    fn request(&self, _node: NodeId, _request: RemoteRequest) -> Result<AnswerReceiver, RequestError> {
-        Err(RequestError::unavailable())
-    }
-    fn deliver(&self, _node: NodeId, _session_ids: Vec<Uuid>, _delivery: Delivery) -> bool {
-        false
-    }
-    fn epochs(&self) -> watch::Receiver<u64> {
-        self.epochs.subscribe()
-    }
-    fn members(&self) -> Vec<NodeId> {
-        vec![Self::NODE]
+}
+
+impl RemoteRequest {
+    /// The key of the actor the request is for.
+    pub fn key(&self) -> crate::model::ActorKey {
+        match self {
+            RemoteRequest::Channel { channel_id, .. } => crate::model::ActorKey::Channel(*channel_id),
+            RemoteRequest::User { user_id, .. } => crate::model::ActorKey::User(*user_id),
+            RemoteRequest::Meeting { meeting_id, .. } => crate::model::ActorKey::Meeting(*meeting_id),
+        }
     }
 }

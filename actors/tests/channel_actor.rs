@@ -4,9 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use actors::channel::{ChannelConfig, MessageDraft};
-use actors::ports::{Caller, ChannelKind, StoreError};
-use actors::protocol::{ChannelEvent, ErrorCode};
+use actors::channel::ChannelConfig;
+use actors::model::{Caller, ChannelEvent, ErrorCode, MessageDraft};
+use actors::ports::{ChannelKind, StoreError};
 use actors::routing::ChannelRequest;
 use actors::DirectoryConfig;
 use common::Harness;
@@ -113,7 +113,7 @@ async fn invalid_drafts_are_refused() {
     for (bad, code) in [
         (draft("", "body"), ErrorCode::Invalid),
         (draft("e", "   "), ErrorCode::Invalid),
-        (draft("big", &"x".repeat(actors::protocol::MAX_BODY_BYTES + 1)), ErrorCode::PayloadTooLarge),
+        (draft("big", &"x".repeat(actors::model::MAX_BODY_BYTES + 1)), ErrorCode::PayloadTooLarge),
         (MessageDraft { parent_id: Some(Uuid::new_v4()), ..draft("p", "reply") }, ErrorCode::NotFound),
         (MessageDraft { attachment_ids: vec![Uuid::new_v4()], ..draft("a", "file") }, ErrorCode::NotFound),
     ] {

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use actors::meeting::MeetingConfig;
-use actors::ports::Caller;
+use actors::model::Caller;
 use actors::DirectoryConfig;
 use common::{Harness, TestSession};
 use serde_json::{json, Value};

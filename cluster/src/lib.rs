@@ -21,10 +21,15 @@ use serde::{Deserialize, Serialize};
 /// A node's id in the raft group: random on first start, then kept in the data folder.
 pub type NodeId = u64;
 
+/// One run of a node: drawn afresh at every start. A member whose incarnation changed
+/// restarted, and everything the old run held (sessions, subscriptions) is gone.
+pub type Incarnation = u64;
+
 /// What the cluster knows of a member.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MemberInfo {
     pub id: NodeId,
+    pub incarnation: Incarnation,
     /// Where other nodes reach it (raft and actor traffic).
     pub cluster_addr: String,
     /// Where clients reach it (HTTP and WebSocket).

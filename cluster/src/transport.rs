@@ -23,11 +23,11 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::codec::{decode, encode};
-use crate::{PeerRpc, TransportError};
+use crate::{Incarnation, NodeId, PeerRpc, TransportError};
 
 /// Largest frame accepted; a larger length prefix is a protocol error.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -46,8 +46,8 @@ pub enum Service {
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Frame {
-    Hello { from: String, unix_secs: u64, nonce: Vec<u8>, mac: Vec<u8> },
-    Welcome { mac: Vec<u8> },
+    Hello { from: String, node: NodeId, incarnation: Incarnation, unix_secs: u64, nonce: Vec<u8>, mac: Vec<u8> },
+    Welcome { node: NodeId, incarnation: Incarnation, mac: Vec<u8> },
     Request { id: u64, service: Service, payload: Vec<u8> },
     Response { id: u64, result: Result<Vec<u8>, String> },
     Message { service: Service, payload: Vec<u8> },
@@ -68,11 +68,36 @@ pub trait Inbound: Send + Sync + 'static {
 
 type Pending = Mutex<HashMap<u64, oneshot::Sender<Result<Vec<u8>, TransportError>>>>;
 
+/// Who this node is, as it introduces itself to peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub node: NodeId,
+    /// This run of the node: a peer that reconnects with another incarnation restarted.
+    pub incarnation: Incarnation,
+    /// Where peers reach this node.
+    pub advertise: String,
+}
+
+/// A connection to a peer came up or went down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkEvent {
+    Up {
+        node: NodeId,
+        incarnation: Incarnation,
+    },
+    /// Frames queued on the connection may be lost: whatever depends on them must be redone.
+    Down {
+        node: NodeId,
+    },
+}
+
 struct Peer {
     addr: String,
     tx: mpsc::Sender<Frame>,
     pending: Pending,
     dead: AtomicBool,
+    /// The peer's node and incarnation, once the handshake told them.
+    identity: Mutex<Option<(NodeId, Incarnation)>>,
 }
 
 impl Peer {
@@ -88,8 +113,9 @@ impl Peer {
 }
 
 pub struct Transport {
-    advertise: String,
+    identity: Identity,
     secret: Vec<u8>,
+    links: broadcast::Sender<LinkEvent>,
     peers: Mutex<HashMap<String, Arc<Peer>>>,
     backoff: Mutex<HashMap<String, (Instant, Duration)>>,
     inbound: OnceLock<Arc<dyn Inbound>>,
@@ -141,13 +167,18 @@ async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R) -> Result<Frame, Tr
 }
 
 impl Transport {
-    /// Listens on `listen`; peers know this node as `advertise`.
-    pub async fn bind(listen: SocketAddr, advertise: String, secret: &str) -> std::io::Result<(Arc<Self>, SocketAddr)> {
+    /// Listens on `listen`; peers know this node by `identity`.
+    pub async fn bind(
+        listen: SocketAddr,
+        identity: Identity,
+        secret: &str,
+    ) -> std::io::Result<(Arc<Self>, SocketAddr)> {
         let listener = TcpListener::bind(listen).await?;
         let local = listener.local_addr()?;
         let transport = Arc::new(Self {
-            advertise,
+            identity,
             secret: secret.as_bytes().to_vec(),
+            links: broadcast::channel(256).0,
             peers: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             inbound: OnceLock::new(),
@@ -180,7 +211,18 @@ impl Transport {
     }
 
     pub fn advertised(&self) -> &str {
-        &self.advertise
+        &self.identity.advertise
+    }
+
+    /// Links coming up and going down, as they happen.
+    pub fn link_events(&self) -> broadcast::Receiver<LinkEvent> {
+        self.links.subscribe()
+    }
+
+    fn announce(&self, event: LinkEvent) {
+        if self.links.send(event).is_err() {
+            debug!(?event, "nobody follows the links");
+        }
     }
 
     async fn accept(self: Arc<Self>, mut stream: TcpStream, remote: SocketAddr) {
@@ -188,22 +230,34 @@ impl Transport {
             debug!(error = %err, "cannot set nodelay");
         }
         let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut stream)).await;
-        let (from, nonce) = match hello {
-            Ok(Ok(Frame::Hello { from, unix_secs: sent, nonce, mac: tag })) => {
+        let (from, identity, nonce) = match hello {
+            Ok(Ok(Frame::Hello { from, node, incarnation, unix_secs: sent, nonce, mac: tag })) => {
                 let fresh = unix_secs().abs_diff(sent) <= MAX_CLOCK_SKEW_SECS;
-                let parts: [&[u8]; 4] = [b"hello", from.as_bytes(), &sent.to_be_bytes(), &nonce];
+                let parts: [&[u8]; 6] = [
+                    b"hello",
+                    from.as_bytes(),
+                    &node.to_be_bytes(),
+                    &incarnation.to_be_bytes(),
+                    &sent.to_be_bytes(),
+                    &nonce,
+                ];
                 if !fresh || !verify(&self.secret, &parts, &tag) {
                     warn!(%remote, %from, "peer failed authentication, dropping connection");
                     return;
                 }
-                (from, nonce)
+                (from, (node, incarnation), nonce)
             }
             Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
                 warn!(%remote, "bad or missing handshake, dropping connection");
                 return;
             }
         };
-        let welcome = Frame::Welcome { mac: mac(&self.secret, &[b"welcome", &nonce]) };
+        let (node, incarnation) = (self.identity.node, self.identity.incarnation);
+        let welcome = Frame::Welcome {
+            node,
+            incarnation,
+            mac: mac(&self.secret, &[b"welcome", &nonce, &node.to_be_bytes(), &incarnation.to_be_bytes()]),
+        };
         if write_frame(&mut stream, &welcome).await.is_err() {
             return;
         }
@@ -213,6 +267,7 @@ impl Transport {
             tx,
             pending: Mutex::new(HashMap::new()),
             dead: AtomicBool::new(false),
+            identity: Mutex::new(Some(identity)),
         });
         {
             let mut peers = self.peers.lock().unwrap();
@@ -222,6 +277,7 @@ impl Transport {
             }
         }
         debug!(peer = %from, "peer connected to us");
+        self.announce(LinkEvent::Up { node: identity.0, incarnation: identity.1 });
         self.run(stream, peer, rx).await;
     }
 
@@ -242,6 +298,7 @@ impl Transport {
             tx,
             pending: Mutex::new(HashMap::new()),
             dead: AtomicBool::new(false),
+            identity: Mutex::new(None),
         });
         peers.insert(addr.to_owned(), peer.clone());
         let transport = self.clone();
@@ -252,9 +309,11 @@ impl Transport {
 
     async fn dial(self: Arc<Self>, peer: Arc<Peer>, rx: mpsc::Receiver<Frame>) {
         match self.connect(&peer.addr).await {
-            Ok(stream) => {
+            Ok((stream, identity)) => {
                 self.backoff.lock().unwrap().remove(&peer.addr);
                 debug!(peer = %peer.addr, "connected to peer");
+                *peer.identity.lock().unwrap() = Some(identity);
+                self.announce(LinkEvent::Up { node: identity.0, incarnation: identity.1 });
                 self.run(stream, peer, rx).await;
             }
             Err(err) => {
@@ -270,7 +329,7 @@ impl Transport {
         }
     }
 
-    async fn connect(&self, addr: &str) -> Result<TcpStream, TransportError> {
+    async fn connect(&self, addr: &str) -> Result<(TcpStream, (NodeId, Incarnation)), TransportError> {
         let unreachable = |reason: String| TransportError::Unreachable(addr.to_owned(), reason);
         let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
@@ -281,16 +340,34 @@ impl Transport {
         }
         let nonce: [u8; 16] = rand::random();
         let sent = unix_secs();
-        let parts: [&[u8]; 4] = [b"hello", self.advertise.as_bytes(), &sent.to_be_bytes(), &nonce];
+        let me = &self.identity;
+        let parts: [&[u8]; 6] = [
+            b"hello",
+            me.advertise.as_bytes(),
+            &me.node.to_be_bytes(),
+            &me.incarnation.to_be_bytes(),
+            &sent.to_be_bytes(),
+            &nonce,
+        ];
         let hello = Frame::Hello {
-            from: self.advertise.clone(),
+            from: me.advertise.clone(),
+            node: me.node,
+            incarnation: me.incarnation,
             unix_secs: sent,
             nonce: nonce.to_vec(),
             mac: mac(&self.secret, &parts),
         };
         write_frame(&mut stream, &hello).await?;
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut stream)).await {
-            Ok(Ok(Frame::Welcome { mac: tag })) if verify(&self.secret, &[b"welcome", &nonce], &tag) => Ok(stream),
+            Ok(Ok(Frame::Welcome { node, incarnation, mac: tag }))
+                if verify(
+                    &self.secret,
+                    &[b"welcome", &nonce, &node.to_be_bytes(), &incarnation.to_be_bytes()],
+                    &tag,
+                ) =>
+            {
+                Ok((stream, (node, incarnation)))
+            }
             Ok(Ok(_)) => Err(TransportError::Protocol(format!("{addr} failed authentication"))),
             Ok(Err(err)) => Err(unreachable(format!("handshake: {err}"))),
             Err(_) => Err(unreachable("handshake timed out".to_owned())),
@@ -334,6 +411,10 @@ impl Transport {
         writer_task.abort();
         self.forget(&peer);
         peer.fail_all(&reason);
+        let identity = *peer.identity.lock().unwrap();
+        if let Some((node, _)) = identity {
+            self.announce(LinkEvent::Down { node });
+        }
     }
 
     async fn dispatch(&self, peer: &Arc<Peer>, frame: Frame) -> Result<(), String> {

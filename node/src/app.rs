@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::channel::ChannelConfig;
+use actors::cluster::Cluster;
 use actors::meeting::MeetingConfig;
 use actors::memory::MemoryPresence;
 use actors::ports::{Ports, PresenceStore};
-use actors::routing::Cluster;
 use actors::{Directory, DirectoryConfig};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -102,7 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/cluster/owner", get(ops::cluster_owner))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(actors::protocol::ErrorCode::MethodNotAllowed, "method not allowed on this route")
+            ApiError::new(actors::model::ErrorCode::MethodNotAllowed, "method not allowed on this route")
         })
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
         .layer(CorsLayer::new().allow_origin(Any).allow_methods(Any).allow_headers(Any))
@@ -173,7 +173,7 @@ impl Node {
         };
         let cluster: Arc<dyn Cluster> = match &node_cluster {
             Some(node_cluster) => node_cluster.clone(),
-            None => actors::routing::SingleNode::new(),
+            None => actors::cluster::SingleNode::new(),
         };
         let directory =
             Directory::start(ports, directory_config, cluster).await.context("starting the actor directory")?;

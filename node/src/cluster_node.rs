@@ -4,23 +4,24 @@
 //! What the actors see is [`actors::routing::Cluster`]; this module implements it over
 //! [`cluster::transport::Transport`] and [`cluster::membership::Membership`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use actors::protocol::RequestError;
-use actors::routing::{ActorKey, AnswerReceiver, Cluster, NodeId, RemoteAnswer, RemoteRequest};
-use actors::session::Delivery;
+use actors::cluster::{rand_incarnation, AnswerReceiver, Cluster, PeerEvent};
+use actors::model::{ActorKey, Delivery, DeliveryKind, Incarnation, NodeId, RequestError};
+use actors::routing::{RemoteAnswer, RemoteRequest, RouteError};
 use actors::Directory;
 use async_trait::async_trait;
 use cluster::codec::{decode, encode};
-use cluster::membership::{Membership, MembershipConfig};
-use cluster::transport::{Inbound, MembershipRpc, Reply, Service, Transport};
+use cluster::membership::{node_id_in, Membership, MembershipConfig};
+use cluster::transport::{Identity, Inbound, LinkEvent, MembershipRpc, Reply, Service, Transport};
 use cluster::{placement, ClusterView};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{oneshot, watch};
-use tracing::{debug, warn};
+use tokio::sync::{broadcast, oneshot, watch};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 /// How a node takes part in a cluster.
@@ -49,27 +50,35 @@ pub struct ClusterConfig {
 #[derive(Debug, Serialize, Deserialize)]
 enum ActorWire {
     Request(RemoteRequest),
-    Deliver { session_ids: Vec<Uuid>, channel_id: Option<Uuid>, seq: Option<i64>, text: String, resubscribe: bool },
+    Deliver { session_ids: Vec<Uuid>, kind: DeliveryKind, text: String, from: NodeId },
 }
 
 /// The cluster as the actors see it.
 pub struct NodeCluster {
     node_id: NodeId,
+    incarnation: Incarnation,
     transport: Arc<Transport>,
     membership: Arc<Membership>,
     view: watch::Receiver<ClusterView>,
     epochs: watch::Sender<u64>,
+    peers: broadcast::Sender<PeerEvent>,
 }
 
 impl NodeCluster {
     /// Binds the transport and joins (or bootstraps) the membership.
     pub async fn start(config: &ClusterConfig) -> anyhow::Result<(Arc<NodeCluster>, Arc<ClusterInbound>)> {
-        let (transport, _local) = Transport::bind(config.listen, config.advertise.clone(), &config.secret).await?;
+        let data_dir = config.data_dir.clone();
+        let node_id = tokio::task::spawn_blocking(move || node_id_in(&data_dir)).await??;
+        // A fresh incarnation per process: peers tell this run from the one before.
+        let incarnation = rand_incarnation();
+        let identity = Identity { node: node_id, incarnation, advertise: config.advertise.clone() };
+        let (transport, _local) = Transport::bind(config.listen, identity, &config.secret).await?;
         let inbound = Arc::new(ClusterInbound { membership: OnceLock::new(), directory: OnceLock::new() });
         transport.set_inbound(inbound.clone());
         let membership_config = MembershipConfig {
             cluster_addr: config.advertise.clone(),
             client_addr: config.client_advertise.clone(),
+            incarnation,
             data_dir: config.data_dir.clone(),
             seeds: config.seeds.clone(),
             heartbeat: config.heartbeat,
@@ -83,8 +92,17 @@ impl NodeCluster {
         }
         let view = membership.view();
         let (epochs, _) = watch::channel(view.borrow().epoch);
-        let cluster = Arc::new(NodeCluster { node_id: membership.node_id(), transport, membership, view, epochs });
+        let cluster = Arc::new(NodeCluster {
+            node_id: membership.node_id(),
+            incarnation,
+            transport,
+            membership,
+            view,
+            epochs,
+            peers: broadcast::channel(256).0,
+        });
         cluster.follow_epochs();
+        cluster.follow_links();
         Ok((cluster, inbound))
     }
 
@@ -116,6 +134,39 @@ impl NodeCluster {
         });
     }
 
+    /// Turns the transport's lost links into the actors' peer events.
+    fn follow_links(self: &Arc<Self>) {
+        let mut links = self.transport.link_events();
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let event = match links.recv().await {
+                    Ok(event) => event,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        warn!(missed, "link events lagged");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(cluster) = weak.upgrade() else { return };
+                match event {
+                    LinkEvent::Down { node } => {
+                        debug!(node, "link to peer lost");
+                        if cluster.peers.send(PeerEvent::LinkLost(node)).is_err() {
+                            debug!("nobody follows peer events");
+                        }
+                    }
+                    LinkEvent::Up { node, incarnation } => {
+                        let known = cluster.view.borrow().members.get(&node).map(|member| member.incarnation);
+                        if known.is_some_and(|known| known != incarnation) {
+                            info!(node, incarnation, "a peer restarted; its new run rejoins the membership");
+                        }
+                    }
+                }
+            }
+        });
+    }
+
     /// Whether this node is in the member set of its current view.
     pub fn is_member(&self) -> bool {
         self.view.borrow().members.contains_key(&self.node_id)
@@ -137,33 +188,45 @@ impl Cluster for NodeCluster {
         self.node_id
     }
 
+    fn incarnation(&self) -> Incarnation {
+        self.incarnation
+    }
+
     fn owner(&self, key: ActorKey) -> Option<NodeId> {
         let view = self.view.borrow();
         placement::owner(&key.placement_key(), view.members.keys().copied())
     }
 
-    fn request(&self, node: NodeId, request: RemoteRequest) -> Result<AnswerReceiver, RequestError> {
-        let addr = self.addr_of(node).ok_or_else(RequestError::unavailable)?;
+    fn serving(&self) -> bool {
+        self.membership.serving()
+    }
+
+    fn epoch(&self) -> u64 {
+        self.view.borrow().epoch
+    }
+
+    fn request(&self, node: NodeId, request: RemoteRequest) -> Result<AnswerReceiver, RouteError> {
+        let addr = self.addr_of(node).ok_or(RouteError::Unreachable)?;
         let payload = encode(&ActorWire::Request(request)).map_err(|err| {
             warn!(error = %err, "cannot encode an actor request");
-            RequestError::internal()
+            RouteError::Request(RequestError::internal())
         })?;
         let receiver = self.transport.request(&addr, Service::Actors, payload).map_err(|err| {
             debug!(node, error = %err, "owner unreachable");
-            RequestError::unavailable()
+            RouteError::Unreachable
         })?;
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
             let answer = match receiver.await {
-                Ok(Ok(bytes)) => decode::<Result<RemoteAnswer, RequestError>>(&bytes).unwrap_or_else(|err| {
+                Ok(Ok(bytes)) => decode::<Result<RemoteAnswer, RouteError>>(&bytes).unwrap_or_else(|err| {
                     warn!(error = %err, "undecodable actor answer");
-                    Err(RequestError::internal())
+                    Err(RouteError::Request(RequestError::internal()))
                 }),
                 Ok(Err(err)) => {
                     debug!(node, error = %err, "actor request failed in transit");
-                    Err(RequestError::unavailable())
+                    Err(RouteError::Unreachable)
                 }
-                Err(_) => Err(RequestError::unavailable()),
+                Err(_) => Err(RouteError::Unreachable),
             };
             if tx.send(answer).is_err() {
                 debug!("requester gave up");
@@ -176,10 +239,9 @@ impl Cluster for NodeCluster {
         let Some(addr) = self.addr_of(node) else { return false };
         let wire = ActorWire::Deliver {
             session_ids,
-            channel_id: delivery.channel_id,
-            seq: delivery.seq,
+            kind: delivery.kind,
             text: delivery.text.to_string(),
-            resubscribe: delivery.resubscribe,
+            from: delivery.from,
         };
         match encode(&wire) {
             Ok(payload) => self.transport.send(&addr, Service::Actors, payload).is_ok(),
@@ -194,8 +256,12 @@ impl Cluster for NodeCluster {
         self.epochs.subscribe()
     }
 
-    fn members(&self) -> Vec<NodeId> {
-        self.view.borrow().members.keys().copied().collect()
+    fn members(&self) -> BTreeMap<NodeId, Incarnation> {
+        self.view.borrow().members.values().map(|member| (member.id, member.incarnation)).collect()
+    }
+
+    fn peer_events(&self) -> broadcast::Receiver<PeerEvent> {
+        self.peers.subscribe()
     }
 }
 
@@ -213,8 +279,8 @@ impl ClusterInbound {
     }
 }
 
-fn encoded_error(err: RequestError) -> Result<Vec<u8>, String> {
-    encode(&Err::<RemoteAnswer, RequestError>(err)).map_err(|err| err.to_string())
+fn encoded_error(err: RouteError) -> Result<Vec<u8>, String> {
+    encode(&Err::<RemoteAnswer, RouteError>(err)).map_err(|err| err.to_string())
 }
 
 #[async_trait]
@@ -230,7 +296,7 @@ impl Inbound for ClusterInbound {
             },
             Service::Actors => {
                 let Some(directory) = self.directory.get() else {
-                    return Box::pin(async { encoded_error(RequestError::unavailable()) });
+                    return Box::pin(async { encoded_error(RouteError::NotOwner) });
                 };
                 let request = match decode::<ActorWire>(&payload) {
                     Ok(ActorWire::Request(request)) => request,
@@ -257,9 +323,9 @@ impl Inbound for ClusterInbound {
     async fn message(&self, service: Service, payload: Vec<u8>) {
         let Some(directory) = self.directory.get() else { return };
         match (service, decode::<ActorWire>(&payload)) {
-            (Service::Actors, Ok(ActorWire::Deliver { session_ids, channel_id, seq, text, resubscribe })) => {
-                let delivery = Delivery { channel_id, seq, text: Arc::from(text), resubscribe };
-                directory.deliver_local(&session_ids, delivery);
+            (Service::Actors, Ok(ActorWire::Deliver { session_ids, kind, text, from })) => {
+                let delivery = Delivery::new(kind, Arc::from(text), from);
+                directory.deliver_local(&session_ids, &delivery);
             }
             (_, Ok(_)) => warn!("unexpected one-way message"),
             (_, Err(err)) => warn!(error = %err, "undecodable one-way message"),

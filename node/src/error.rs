@@ -1,8 +1,8 @@
 //! The one error type of the HTTP API: `{code, message}` with the matching status.
 //! Internal detail is logged here and never sent to clients.
 
+use actors::model::{ErrorCode, RequestError};
 use actors::ports::StoreError;
-use actors::protocol::{ErrorCode, RequestError};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;

@@ -1,8 +1,8 @@
 //! Presence records in Redis, so last-seen survives actor moves and restarts and every node
 //! reads the same value. Keys: `presence:<user_id>` → JSON, expiring after 30 days.
 
+use actors::model::PresenceStatus;
 use actors::ports::{PresenceRecord, PresenceStore, StoreError, StoreResult};
-use actors::protocol::PresenceStatus;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;

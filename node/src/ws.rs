@@ -9,10 +9,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::protocol::{ErrorCode, RequestError, ServerFrame};
+use actors::model::{ErrorCode, RequestError};
+use actors::protocol::ServerFrame;
 use actors::session::{
     session_io, CloseFrame, SessionActor, SessionArgs, SessionConfig, SessionMsg, SocketIo, CLOSE_IDLE_TIMEOUT,
-    CLOSE_SERVICE_RESTART, CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED,
+    CLOSE_MESSAGE_TOO_BIG, CLOSE_SERVICE_RESTART, CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED,
 };
 use axum::extract::ws::{self, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -160,7 +161,10 @@ where
             Err(_) => return Some(close_frame(CLOSE_IDLE_TIMEOUT, "idle timeout")),
             Ok(None) => return None,
             Ok(Some(Err(err))) => {
-                debug!(error = %err, "socket read failed");
+                if is_too_big(err) {
+                    let max = state.config.max_ws_message_bytes;
+                    return Some(close_frame(CLOSE_MESSAGE_TOO_BIG, &format!("frame larger than {max} bytes")));
+                }
                 return None;
             }
             Ok(Some(Ok(message))) => message,
@@ -180,6 +184,18 @@ where
             }
             Message::Ping(_) | Message::Pong(_) => {}
             Message::Close(_) => return None,
+        }
+    }
+}
+
+/// Whether a read failed because the client sent a frame over the size limit (the library
+/// stops reading; the close code it would send is not the documented 1009, so we send it).
+fn is_too_big(err: axum::Error) -> bool {
+    match err.into_inner().downcast::<tungstenite::Error>() {
+        Ok(err) => matches!(*err, tungstenite::Error::Capacity(_)),
+        Err(other) => {
+            debug!(error = %other, "socket read failed");
+            false
         }
     }
 }

@@ -3,7 +3,12 @@
 use integration_tests::{on_both_backends, Backend, TestNode};
 use serde_json::json;
 
-on_both_backends!(two_users_chat_live, resume_after_disconnect_has_no_gap_and_no_duplicate, history_pages_both_ways);
+on_both_backends!(
+    two_users_chat_live,
+    resume_after_disconnect_has_no_gap_and_no_duplicate,
+    history_pages_both_ways,
+    deleted_and_pre_edit_text_never_comes_back
+);
 
 async fn two_users_chat_live(backend: Backend) {
     let Some(node) = TestNode::start(backend).await else { return };
@@ -168,5 +173,52 @@ async fn history_pages_both_ways(backend: Backend) {
     assert_eq!(forward["has_more"], false);
     let (status, bad) = admin.get(&format!("/v1/channels/{channel}/messages?limit=1000")).await;
     assert_eq!((status, bad["code"].as_str()), (400, Some("invalid")));
+    node.node.shutdown().await;
+}
+
+/// Deleting or editing a message changes what every later reader gets: a resume from any seq
+/// and the history show the tombstone and the latest text, never what was deleted or replaced.
+async fn deleted_and_pre_edit_text_never_comes_back(backend: Backend) {
+    let Some(node) = TestNode::start(backend).await else { return };
+    let admin = node.company("forget").await;
+    let bob = admin.add_user("bob").await;
+    let channel = admin.channel("general", false).await;
+    bob.post(&format!("/v1/channels/{channel}/join"), &json!({})).await;
+    let base = format!("/v1/channels/{channel}/messages");
+    let (_, secret) = admin.post(&base, &json!({"client_msg_id":"s","body":"the secret plan @bob"})).await;
+    let (_, draft) = admin.post(&base, &json!({"client_msg_id":"d","body":"first draft wording"})).await;
+    let (secret_id, draft_id) = (secret["message"]["id"].as_str().unwrap(), draft["message"]["id"].as_str().unwrap());
+    let (status, _) = admin.patch(&format!("{base}/{draft_id}"), &json!({"body":"final wording"})).await;
+    assert_eq!(status, 200);
+    let (status, _) = admin.delete(&format!("{base}/{secret_id}")).await;
+    assert_eq!(status, 200);
+
+    // A client resuming from before it all (last_seq 0) replays the whole log.
+    let mut bob_ws = bob.connect().await;
+    let (answer, replayed) = bob_ws.request(json!({"type":"subscribe","channel_id":channel,"last_seq":0})).await;
+    assert_eq!(answer["type"], "ok");
+    let text = serde_json::to_string(&replayed).unwrap();
+    for gone in ["secret plan", "first draft"] {
+        assert!(!text.contains(gone), "replay returned deleted or replaced text {gone:?}: {text}");
+    }
+    let new_messages: Vec<&serde_json::Value> =
+        replayed.iter().filter(|f| f["event"]["kind"] == "message_new").map(|f| &f["event"]["message"]).collect();
+    assert_eq!(new_messages.len(), 2);
+    assert_eq!((new_messages[0]["deleted"].as_bool(), new_messages[0]["body"].as_str()), (Some(true), Some("")));
+    assert_eq!(new_messages[0]["mentions"], json!([]));
+    assert_eq!(new_messages[1]["body"], "final wording");
+    let kinds: Vec<&str> = replayed.iter().map(|f| f["event"]["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["member_joined", "message_new", "message_new", "message_edited", "message_deleted"]);
+
+    // A resume that starts between the edit and the delete, and the history, agree.
+    let mut late = bob.connect().await;
+    let (_, tail) = late.request(json!({"type":"subscribe","channel_id":channel,"last_seq":3})).await;
+    assert_eq!(tail[0]["event"]["body"], "final wording", "the edit replays with the text as it is now");
+    let (_, history) = bob.get(&base).await;
+    let history_text = history.to_string();
+    assert!(!history_text.contains("secret plan") && !history_text.contains("first draft"), "{history_text}");
+    assert_eq!(history["messages"][0]["mentions"], json!([]));
+    let (_, thread) = bob.get(&format!("{base}/{secret_id}/thread")).await;
+    assert!(!thread.to_string().contains("secret plan"));
     node.node.shutdown().await;
 }

@@ -7,13 +7,15 @@ use ractor::{Actor, ActorRef};
 use tracing::{error, warn};
 use uuid::Uuid;
 
-use super::{slots::Slots, store_unavailable, Directory, Inner};
+use super::{slots::Slots, Directory, Inner};
 use crate::channel::{ChannelActor, ChannelArgs, ChannelMsg, Reply};
+use crate::delivery::Gone;
 use crate::meeting::{MeetingArgs, MeetingMsg, MeetingRoomActor};
-use crate::protocol::RequestError;
+use crate::model::{ActorKey, RequestError};
+use crate::ports::StoreError;
 use crate::routing::{
-    ActorKey, ChannelAnswer, ChannelRequest, MeetingAnswer, MeetingRequest, NodeId, RemoteAnswer, RemoteRequest,
-    UserAnswer, UserRequest,
+    ChannelAnswer, ChannelRequest, MeetingAnswer, MeetingRequest, RemoteAnswer, RemoteRequest, RouteError, UserAnswer,
+    UserRequest,
 };
 use crate::user::{UserActor, UserArgs, UserMsg};
 
@@ -26,20 +28,34 @@ pub(crate) trait Kind: Sized + Send + Sync + 'static {
     fn remote(id: Uuid, request: Self::Request) -> RemoteRequest;
     fn answer(answer: RemoteAnswer) -> Option<Self::Answer>;
     fn message(request: Self::Request, reply: Reply<Self::Answer>) -> Self::Msg;
-    fn drop_nodes(nodes: Vec<NodeId>) -> Self::Msg;
+    /// Tells a running actor these sessions are gone.
+    fn forget(gone: Vec<Gone>) -> Self::Msg;
     fn slots(inner: &Inner) -> &Slots<Self::Msg>;
     /// Loads the actor's state and spawns it under the directory's supervisor.
-    fn spawn(directory: &Directory, id: Uuid)
-        -> impl Future<Output = Result<ActorRef<Self::Msg>, RequestError>> + Send;
+    fn spawn(directory: &Directory, id: Uuid) -> impl Future<Output = Result<ActorRef<Self::Msg>, RouteError>> + Send;
 }
 
 pub(crate) struct Channels;
 pub(crate) struct Users;
 pub(crate) struct Meetings;
 
-fn start_failed(kind: &str, id: Uuid, err: ractor::SpawnErr) -> RequestError {
+fn start_failed(kind: &str, id: Uuid, err: ractor::SpawnErr) -> RouteError {
     error!(kind, %id, error = %err, "actor failed to start");
-    RequestError::unavailable()
+    RouteError::Request(RequestError::unavailable())
+}
+
+/// A load failure: a newer owner holds the key, or the store cannot be read now.
+fn load_failed(kind: &str, id: Uuid, err: StoreError) -> RouteError {
+    match err {
+        StoreError::Fenced => {
+            warn!(kind, %id, "a newer owner holds it, not loading");
+            RouteError::NotOwner
+        }
+        err => {
+            warn!(kind, %id, error = %err, "store failed while loading an actor");
+            RouteError::Request(RequestError::unavailable())
+        }
+    }
 }
 
 impl Kind for Channels {
@@ -62,22 +78,25 @@ impl Kind for Channels {
     fn message(request: ChannelRequest, reply: Reply<ChannelAnswer>) -> ChannelMsg {
         ChannelMsg::Request { request, reply }
     }
-    fn drop_nodes(nodes: Vec<NodeId>) -> ChannelMsg {
-        ChannelMsg::DropNodes(nodes)
+    fn forget(gone: Vec<Gone>) -> ChannelMsg {
+        ChannelMsg::Forget(gone)
     }
     fn slots(inner: &Inner) -> &Slots<ChannelMsg> {
         &inner.channels
     }
-    async fn spawn(directory: &Directory, channel_id: Uuid) -> Result<ActorRef<ChannelMsg>, RequestError> {
+    async fn spawn(directory: &Directory, channel_id: Uuid) -> Result<ActorRef<ChannelMsg>, RouteError> {
         let inner = &directory.inner;
+        // The epoch this node is at is the fence: loading raises the channel's stored fence
+        // to it, so an owner of an earlier epoch can no longer write.
+        let fence = inner.cluster.epoch();
         let snapshot = inner
             .ports
             .channels
-            .load_channel(channel_id)
+            .load_channel(channel_id, fence)
             .await
-            .map_err(store_unavailable)?
+            .map_err(|err| load_failed("channel", channel_id, err))?
             .ok_or_else(|| RequestError::not_found("channel"))?;
-        let args = ChannelArgs { snapshot, directory: directory.clone(), config: inner.config.channel };
+        let args = ChannelArgs { snapshot, fence, context: directory.room_context(), config: inner.config.channel };
         let supervisor = directory.supervisor()?;
         let (actor, _) = Actor::spawn_linked(None, ChannelActor, args, supervisor)
             .await
@@ -106,33 +125,26 @@ impl Kind for Users {
     fn message(request: UserRequest, reply: Reply<UserAnswer>) -> UserMsg {
         UserMsg::Request { request, reply }
     }
-    fn drop_nodes(nodes: Vec<NodeId>) -> UserMsg {
-        UserMsg::DropNodes(nodes)
+    fn forget(gone: Vec<Gone>) -> UserMsg {
+        UserMsg::Forget(gone)
     }
     fn slots(inner: &Inner) -> &Slots<UserMsg> {
         &inner.users
     }
-    async fn spawn(directory: &Directory, user_id: Uuid) -> Result<ActorRef<UserMsg>, RequestError> {
+    async fn spawn(directory: &Directory, user_id: Uuid) -> Result<ActorRef<UserMsg>, RouteError> {
         let inner = &directory.inner;
         let company_id = inner
             .ports
             .users
             .company_of(user_id)
             .await
-            .map_err(store_unavailable)?
+            .map_err(|err| load_failed("user", user_id, err))?
             .ok_or_else(|| RequestError::not_found("user"))?;
         let last = inner.ports.presence.load(user_id).await.unwrap_or_else(|err| {
             warn!(%user_id, error = %err, "last presence not loaded");
             None
         });
-        let args = UserArgs {
-            directory: directory.clone(),
-            user_id,
-            company_id,
-            last,
-            presence: inner.ports.presence.clone(),
-            idle_timeout: inner.config.user_idle_timeout,
-        };
+        let args = UserArgs { context: directory.room_context(), user_id, company_id, last, config: inner.config.user };
         let supervisor = directory.supervisor()?;
         let (actor, _) = Actor::spawn_linked(None, UserActor, args, supervisor)
             .await
@@ -161,22 +173,22 @@ impl Kind for Meetings {
     fn message(request: MeetingRequest, reply: Reply<MeetingAnswer>) -> MeetingMsg {
         MeetingMsg::Request { request, reply }
     }
-    fn drop_nodes(nodes: Vec<NodeId>) -> MeetingMsg {
-        MeetingMsg::DropNodes(nodes)
+    fn forget(gone: Vec<Gone>) -> MeetingMsg {
+        MeetingMsg::Forget(gone)
     }
     fn slots(inner: &Inner) -> &Slots<MeetingMsg> {
         &inner.meetings
     }
-    async fn spawn(directory: &Directory, meeting_id: Uuid) -> Result<ActorRef<MeetingMsg>, RequestError> {
+    async fn spawn(directory: &Directory, meeting_id: Uuid) -> Result<ActorRef<MeetingMsg>, RouteError> {
         let inner = &directory.inner;
         let info = inner
             .ports
             .meetings
             .load_meeting(meeting_id)
             .await
-            .map_err(store_unavailable)?
+            .map_err(|err| load_failed("meeting", meeting_id, err))?
             .ok_or_else(|| RequestError::not_found("meeting"))?;
-        let args = MeetingArgs { info, directory: directory.clone(), config: inner.config.meeting };
+        let args = MeetingArgs { info, context: directory.room_context(), config: inner.config.meeting };
         let supervisor = directory.supervisor()?;
         let (actor, _) = Actor::spawn_linked(None, MeetingRoomActor, args, supervisor)
             .await

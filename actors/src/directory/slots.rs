@@ -82,6 +82,11 @@ pub(super) fn is_running(cell: ActorCell) -> bool {
     matches!(cell.get_status(), ActorStatus::Running | ActorStatus::Starting | ActorStatus::Upgrading)
 }
 
+/// Starts the supervisor of the directory's actors.
+pub(super) async fn start_supervisor(inner: Weak<Inner>) -> Result<ActorRef<()>, ractor::SpawnErr> {
+    Actor::spawn(None, HomeSupervisor, inner).await.map(|(supervisor, _)| supervisor)
+}
+
 /// Watches the directory's actors and forgets those that end.
 pub(super) struct HomeSupervisor;
 

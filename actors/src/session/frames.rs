@@ -5,14 +5,14 @@ use serde::Serialize;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use super::{replay, SessionMsg, SessionState};
-use crate::channel::{MessageDraft, SubscribeAnswer};
-use crate::meeting::{StateChange, MAX_SIGNAL_BYTES};
-use crate::protocol::{
-    parse_client_frame, ChannelSeq, ClientFrame, ErrorCode, PresenceStatus, RequestError, ServerFrame,
+use super::follow::start_subscribe;
+use super::meetings::start_join;
+use super::{JoinOrigin, SessionMsg, SessionState, SubscribeOrigin};
+use crate::model::{
+    ErrorCode, MessageDraft, PresenceStatus, PresenceView, RequestError, StateChange, MAX_SIGNAL_BYTES,
 };
+use crate::protocol::{parse_client_frame, ClientFrame, ServerFrame};
 use crate::routing::{ChannelAnswer, ChannelRequest, MeetingAnswer, MeetingRequest, UserAnswer, UserRequest};
-use crate::user::PresenceView;
 
 pub(super) async fn on_inbound(myself: &ActorRef<SessionMsg>, state: &mut SessionState, text: &str) {
     let parsed = parse_client_frame(text);
@@ -53,11 +53,16 @@ async fn on_frame(myself: &ActorRef<SessionMsg>, state: &mut SessionState, id: O
     let request = match frame {
         ClientFrame::Ping => return state.send_frame(myself, &ServerFrame::Pong { id }),
         ClientFrame::Subscribe { channel_id, last_seq } => {
-            let result = subscribe(myself, state, channel_id, last_seq).await;
-            return state.send_frame(myself, &answer_frame(id, result));
+            if !state.subscriptions.contains(channel_id) && state.subscriptions.len() >= state.config.max_subscriptions
+            {
+                let err = RequestError::invalid(format!("at most {} subscriptions", state.config.max_subscriptions));
+                return state.send_frame(myself, &ServerFrame::error(id, &err));
+            }
+            state.subscriptions.begin(channel_id);
+            return start_subscribe(myself, state, channel_id, SubscribeOrigin::Client { request_id: id, last_seq });
         }
         ClientFrame::Unsubscribe { channel_id } => {
-            let result = if state.subscriptions.remove(&channel_id).is_some() {
+            let result = if state.subscriptions.remove(channel_id) {
                 state.directory.tell_channel(channel_id, ChannelRequest::Unsubscribe { session_id: state.session_id });
                 Ok(serde_json::Value::Null)
             } else {
@@ -75,7 +80,7 @@ async fn on_frame(myself: &ActorRef<SessionMsg>, state: &mut SessionState, id: O
         }
         ClientFrame::PresenceUnwatch { user_ids } => {
             for user_id in user_ids {
-                if state.watching.remove(&user_id) {
+                if state.watches.remove(user_id) {
                     state.directory.tell_user(user_id, UserRequest::Unwatch { session_id: state.session_id });
                 }
             }
@@ -115,8 +120,7 @@ async fn on_meeting_frame(
     let session_id = state.session_id;
     let (meeting_id, request) = match frame {
         ClientFrame::MeetingJoin { meeting_id } => {
-            let result = join_meeting(state, meeting_id).await;
-            return state.send_frame(myself, &answer_frame(id, result));
+            return start_join(myself, state, meeting_id, JoinOrigin::Client { request_id: id });
         }
         ClientFrame::MeetingLeave { meeting_id } => {
             state.meetings.remove(&meeting_id);
@@ -164,7 +168,7 @@ async fn on_meeting_frame(
         Ok(pending) => pending,
         Err(err) => return state.send_frame(myself, &ServerFrame::error(id, &err)),
     };
-    answer_later(myself, state, id, async move { pending.await.map(meeting_result) });
+    answer_later(myself, state, id, async move { pending.await.map(meeting_result).map_err(RequestError::from) });
 }
 
 fn meeting_result(answer: MeetingAnswer) -> serde_json::Value {
@@ -176,28 +180,6 @@ fn meeting_result(answer: MeetingAnswer) -> serde_json::Value {
         }
         joined @ MeetingAnswer::Joined { .. } => serde_json::to_value(joined).unwrap_or_default(),
     }
-}
-
-/// Joins (or rejoins) a meeting; the answer carries the roster and the ICE servers.
-async fn join_meeting(state: &mut SessionState, meeting_id: Uuid) -> Result<serde_json::Value, RequestError> {
-    let request = MeetingRequest::Join { caller: state.caller, session: state.addr() };
-    let answer = state.directory.ask_meeting(meeting_id, request, state.config.call_timeout).await?;
-    let MeetingAnswer::Joined { meeting_id, me, version, participants, max_participants, grace_ms } = answer else {
-        return Err(unexpected(answer));
-    };
-    state.meetings.insert(meeting_id);
-    let ice_servers = state.directory.ports().ice.for_user(state.caller.user_id);
-    Ok(serde_json::json!({
-        "meeting_id": meeting_id,
-        "participant_id": me.participant_id,
-        "me": me,
-        "version": version,
-        "participants": participants,
-        "max_participants": max_participants,
-        "grace_ms": grace_ms,
-        "heartbeat_interval_ms": state.config.heartbeat_interval.as_millis() as u64,
-        "ice_servers": ice_servers,
-    }))
 }
 
 /// Answers the client once `answer` resolves, without holding up the session's mailbox.
@@ -231,7 +213,7 @@ async fn ask_channel(
         Ok(pending) => pending,
         Err(err) => return state.send_frame(myself, &ServerFrame::error(id, &err)),
     };
-    answer_later(myself, state, id, async move { pending.await.map(channel_result) });
+    answer_later(myself, state, id, async move { pending.await.map(channel_result).map_err(RequestError::from) });
 }
 
 /// The `result` of an `ok` frame for a channel answer.
@@ -245,77 +227,6 @@ fn channel_result(answer: ChannelAnswer) -> serde_json::Value {
     }
 }
 
-pub(crate) fn unexpected<T: std::fmt::Debug>(answer: T) -> RequestError {
-    warn!(?answer, "unexpected answer from an actor");
-    RequestError::internal()
-}
-
-pub(super) async fn subscribe(
-    myself: &ActorRef<SessionMsg>,
-    state: &mut SessionState,
-    channel_id: Uuid,
-    last_seq: Option<ChannelSeq>,
-) -> Result<SubscribeAnswer, RequestError> {
-    if !state.subscriptions.contains_key(&channel_id) && state.subscriptions.len() >= state.config.max_subscriptions {
-        return Err(RequestError::invalid(format!("at most {} subscriptions", state.config.max_subscriptions)));
-    }
-    let request = ChannelRequest::Subscribe { caller: state.caller, session: state.addr() };
-    let answer = match state.directory.ask_channel(channel_id, request, state.config.call_timeout).await? {
-        ChannelAnswer::Subscribed(answer) => answer,
-        other => return Err(unexpected(other)),
-    };
-    let head = answer.head_seq;
-    if last_seq.is_some_and(|seen| seen > head) && !state.subscriptions.contains_key(&channel_id) {
-        state.directory.tell_channel(channel_id, ChannelRequest::Unsubscribe { session_id: state.session_id });
-        return Err(RequestError::invalid(format!("last_seq is ahead of the channel head {head}")));
-    }
-    // Subscribed already (after a membership change): go on from what this session delivered.
-    let from = state.subscriptions.get(&channel_id).copied().or(last_seq).map(|seen| seen.max(0));
-    match from {
-        Some(seen) if seen < head => {
-            state.subscriptions.insert(channel_id, seen);
-            replay(myself, state, channel_id, seen, head).await?;
-        }
-        _ => {
-            state.subscriptions.insert(channel_id, head);
-        }
-    }
-    Ok(answer)
-}
-
-/// After a membership change: subscribe again (the owner may have moved; subscribing again
-/// at the same owner is harmless), catching up from what this session delivered.
-pub(super) async fn rehome(myself: &ActorRef<SessionMsg>, state: &mut SessionState) {
-    let channels: Vec<Uuid> = state.subscriptions.keys().copied().collect();
-    for channel_id in channels {
-        if let Err(err) = subscribe(myself, state, channel_id, None).await {
-            warn!(session_id = %state.session_id, %channel_id, error = %err, "resubscribe failed");
-        }
-    }
-    let attach = UserRequest::Attach { session: state.addr() };
-    if let Err(err) = state.directory.ask_user(state.caller.user_id, attach, state.config.call_timeout).await {
-        warn!(session_id = %state.session_id, error = %err, "presence re-attach failed");
-    }
-    let meetings: Vec<Uuid> = state.meetings.iter().copied().collect();
-    for meeting_id in meetings {
-        // The room may have moved and been rebuilt: tell the client its (new) place and roster.
-        match join_meeting(state, meeting_id).await {
-            Ok(mut joined) => {
-                joined["type"] = serde_json::Value::from("meeting_rejoined");
-                state.push(myself, joined.to_string().into());
-            }
-            Err(err) => warn!(session_id = %state.session_id, %meeting_id, error = %err, "meeting rejoin failed"),
-        }
-    }
-    let watching: Vec<Uuid> = state.watching.iter().copied().collect();
-    for user_id in watching {
-        let watch = UserRequest::Watch { watcher: state.caller, session: state.addr() };
-        if let Err(err) = state.directory.ask_user(user_id, watch, state.config.call_timeout).await {
-            warn!(session_id = %state.session_id, %user_id, error = %err, "presence re-watch failed");
-        }
-    }
-}
-
 async fn set_presence(state: &mut SessionState, status: PresenceStatus) -> Result<(), RequestError> {
     if status == PresenceStatus::Offline {
         return Err(RequestError::invalid("a live session is online or away; close it to go offline"));
@@ -325,17 +236,24 @@ async fn set_presence(state: &mut SessionState, status: PresenceStatus) -> Resul
 }
 
 async fn watch_presence(state: &mut SessionState, user_ids: Vec<Uuid>) -> Result<Vec<PresenceView>, RequestError> {
-    if state.watching.len() + user_ids.len() > state.config.max_presence_watches {
+    if state.watches.len() + user_ids.len() > state.config.max_presence_watches {
         return Err(RequestError::invalid(format!("at most {} presence watches", state.config.max_presence_watches)));
     }
     let mut views = Vec::with_capacity(user_ids.len());
     for user_id in user_ids {
         let request = UserRequest::Watch { watcher: state.caller, session: state.addr() };
-        match state.directory.ask_user(user_id, request, state.config.call_timeout).await? {
-            UserAnswer::Presence(view) => views.push(view),
-            other => return Err(unexpected(other)),
+        match state.directory.ask_user_at(user_id, request, state.config.call_timeout).await? {
+            (owner, UserAnswer::Presence(view)) => {
+                state.watches.answered(owner, view, true);
+                views.push(view);
+            }
+            (_, other) => return Err(unexpected(other)),
         }
-        state.watching.insert(user_id);
     }
     Ok(views)
+}
+
+fn unexpected<T: std::fmt::Debug>(answer: T) -> RequestError {
+    warn!(?answer, "unexpected answer from an actor");
+    RequestError::internal()
 }

@@ -5,16 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::channel::{MessageDraft, SubscribeAnswer};
+use actors::cluster::SingleNode;
+use actors::delivery::{SessionInbox, SessionSink};
+use actors::directory::{LocalSession, SessionControl};
 use actors::memory::MemoryStore;
-use actors::ports::{Caller, ChannelKind};
-use actors::protocol::{ChannelSeq, MessageView, RequestError};
-use actors::routing::{ChannelAnswer, ChannelRequest, SessionAddr, SingleNode};
-use actors::session::{
-    session_io, Delivery, SessionActor, SessionArgs, SessionConfig, SessionMsg, SessionSink, SocketIo,
+use actors::model::{
+    Caller, ChannelSeq, Delivery, DeliveryKind, MessageDraft, MessageView, RequestError, SubscribeAnswer,
 };
+use actors::ports::ChannelKind;
+use actors::routing::{ChannelAnswer, ChannelRequest};
+use actors::session::{session_io, SessionActor, SessionArgs, SessionConfig, SessionMsg, SocketIo};
 use actors::{Directory, DirectoryConfig};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorRef};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -88,11 +90,7 @@ impl Harness {
 
     /// A probe registered as a session of `user_id` on this node.
     pub async fn probe(&self, user_id: Uuid) -> Probe {
-        let probe = Probe::new(user_id).await;
-        if let actors::session::SinkRoute::Local(actor) = &probe.sink.route {
-            self.directory.register_session(probe.sink.addr.session_id, actor.clone());
-        }
-        probe
+        Probe::register(&self.directory, user_id)
     }
 
     pub async fn connect(&self, caller: Caller) -> TestSession {
@@ -100,21 +98,26 @@ impl Harness {
     }
 
     pub async fn connect_with(&self, caller: Caller, queue: usize, config: SessionConfig) -> TestSession {
-        let (io, socket) = session_io(queue);
-        let args = SessionArgs {
-            session_id: Uuid::new_v4(),
-            caller,
-            node_id: "test-node".to_owned(),
-            directory: self.directory.clone(),
-            io,
-            config,
-        };
-        let (actor, _) = Actor::spawn(None, SessionActor, args).await.unwrap();
-        let mut session = TestSession { actor, socket };
-        let hello = session.next().await;
-        assert_eq!(hello["type"], "hello");
-        session
+        connect_to(&self.directory, caller, queue, config).await
     }
+}
+
+/// A session of `caller` on the node of `directory`, whose socket side the test reads.
+pub async fn connect_to(directory: &Directory, caller: Caller, queue: usize, config: SessionConfig) -> TestSession {
+    let (io, socket) = session_io(queue);
+    let args = SessionArgs {
+        session_id: Uuid::new_v4(),
+        caller,
+        node_id: format!("node-{}", directory.this_node()),
+        directory: directory.clone(),
+        io,
+        config,
+    };
+    let (actor, _) = Actor::spawn(None, SessionActor, args).await.unwrap();
+    let mut session = TestSession { actor, socket };
+    let hello = session.next().await;
+    assert_eq!(hello["type"], "hello");
+    session
 }
 
 pub struct TestSession {
@@ -153,6 +156,22 @@ impl TestSession {
         }
     }
 
+    /// The next frame for which `matches` holds, skipping others.
+    pub async fn next_where(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let text = tokio::time::timeout(left, self.socket.outbound.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no frame where {what} within {WAIT:?}"))
+                .expect("session still open");
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            if matches(&frame) {
+                return frame;
+            }
+        }
+    }
+
     /// The next frame of the given type, skipping others.
     pub async fn next_of(&mut self, kind: &str) -> Value {
         loop {
@@ -169,31 +188,19 @@ impl TestSession {
 }
 
 /// A stand-in for a session that records what it is sent.
-struct ProbeActor;
+struct ProbeInbox(mpsc::UnboundedSender<Delivery>);
 
-impl Actor for ProbeActor {
-    type Msg = SessionMsg;
-    type State = mpsc::UnboundedSender<Delivery>;
-    type Arguments = mpsc::UnboundedSender<Delivery>;
-
-    async fn pre_start(&self, _: ActorRef<SessionMsg>, tx: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
-        Ok(tx)
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<SessionMsg>,
-        msg: SessionMsg,
-        tx: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            SessionMsg::Deliver(delivery) if !delivery.resubscribe => {
-                tx.send(delivery).ok();
-            }
-            _ => {}
+impl SessionInbox for ProbeInbox {
+    fn deliver(&self, delivery: &Delivery) -> bool {
+        if matches!(delivery.kind, DeliveryKind::Resubscribe { .. }) {
+            return true;
         }
-        Ok(())
+        self.0.send(delivery.clone()).is_ok()
     }
+}
+
+impl LocalSession for ProbeInbox {
+    fn control(&self, _control: SessionControl) {}
 }
 
 pub struct Probe {
@@ -202,16 +209,18 @@ pub struct Probe {
 }
 
 impl Probe {
-    pub async fn new(user_id: Uuid) -> Self {
+    /// A probe registered in `directory` as a session of `user_id`.
+    pub fn register(directory: &Directory, user_id: Uuid) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (actor, _) = Actor::spawn(None, ProbeActor, tx).await.unwrap();
-        let addr = SessionAddr { node: SingleNode::NODE, session_id: Uuid::new_v4(), user_id };
-        Self { sink: SessionSink::local(addr, actor), rx }
+        let inbox = Arc::new(ProbeInbox(tx));
+        let addr = directory.session_addr(Uuid::new_v4(), user_id);
+        directory.register_session(addr.session_id, inbox.clone());
+        Self { sink: SessionSink::local(addr, inbox), rx }
     }
 
     pub async fn next(&mut self) -> (Option<i64>, Value) {
         let delivery = tokio::time::timeout(WAIT, self.rx.recv()).await.expect("a delivery").expect("probe open");
-        (delivery.seq, serde_json::from_str(&delivery.text).unwrap())
+        (delivery.seq(), serde_json::from_str(&delivery.text).unwrap())
     }
 
     pub fn try_next(&mut self) -> Option<Value> {

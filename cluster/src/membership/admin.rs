@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::metrics::WaitError;
@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::liveness::{plan_promotion, plan_removal, Liveness, RemovalPlan};
+use super::liveness::{plan_promotion, plan_removal, RemovalPlan};
 use super::protocol::{PeerRequest, PeerResponse};
 use super::state::{Command, CommandOutcome, TypeConfig};
 use super::{Membership, MembershipError};
@@ -171,27 +171,42 @@ impl Membership {
         Ok(epoch)
     }
 
-    /// One round of the leader's duties: ping everyone, then (under the change lock) remove
-    /// the silent, finish interrupted removals, promote learners. `warned` keeps the
-    /// no-quorum warning from repeating every round.
-    pub(super) async fn lead_round(&self, liveness: &mut Liveness, warned: &mut Option<BTreeSet<NodeId>>) {
+    /// One probe round, on every node: ping every other member and record who answered.
+    pub(super) async fn probe_round(&self) {
         let node_id = self.info.id;
         let mut targets: BTreeMap<NodeId, String> =
             self.view.borrow().members.values().map(|member| (member.id, member.cluster_addr.clone())).collect();
         targets.extend(self.raft_members().addrs);
         targets.remove(&node_id);
-        liveness.track(&targets.keys().copied().collect(), Instant::now());
-        for id in self.ping_all(&targets).await {
-            liveness.answered(id, Instant::now());
+        self.liveness
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .track(&targets.keys().copied().collect(), Instant::now());
+        let answers = self.ping_all(&targets).await;
+        let now = Instant::now();
+        let mut liveness = self.liveness.lock().unwrap_or_else(PoisonError::into_inner);
+        for (id, epoch) in answers {
+            liveness.answered(id, epoch, now);
         }
+    }
 
+    /// One round of the leader's duties, from the probes' table: (under the change lock)
+    /// remove the silent, finish interrupted removals, promote learners. `warned` keeps the
+    /// no-quorum warning from repeating every round.
+    pub(super) async fn lead_round(&self, warned: &mut Option<BTreeSet<NodeId>>) {
+        let node_id = self.info.id;
         let change = self.admin_lock.lock().await;
         if !self.is_leader() {
             return;
         }
         let (now, dead_after) = (Instant::now(), self.config.dead_after);
         let raft = self.raft_members();
-        let dead = liveness.dead(now, dead_after);
+        let (dead, alive): (BTreeSet<NodeId>, BTreeSet<NodeId>) = {
+            let liveness = self.liveness.lock().unwrap_or_else(PoisonError::into_inner);
+            let dead = liveness.dead(now, dead_after);
+            let alive = raft.learners.iter().copied().filter(|id| liveness.is_alive(*id, now, dead_after)).collect();
+            (dead, alive)
+        };
         let result = match plan_removal(&raft.voters, &dead, node_id) {
             RemovalPlan::NoQuorum { alive_voters, voters } => {
                 if warned.as_ref() != Some(&dead) {
@@ -209,12 +224,8 @@ impl Membership {
                 let set_members: BTreeSet<NodeId> = self.view.borrow().members.keys().copied().collect();
                 let leftovers: BTreeSet<NodeId> =
                     set_members.iter().filter(|id| **id != node_id && !raft.addrs.contains_key(id)).copied().collect();
-                let promotable: BTreeSet<NodeId> = raft
-                    .learners
-                    .iter()
-                    .filter(|id| set_members.contains(id) && liveness.is_alive(**id, now, dead_after))
-                    .copied()
-                    .collect();
+                let promotable: BTreeSet<NodeId> =
+                    alive.iter().filter(|id| set_members.contains(id)).copied().collect();
                 let promote = plan_promotion(&raft.voters, &promotable, self.config.max_voters);
                 if !leftovers.is_empty() {
                     self.remove_members_locked(&change, &leftovers, "not in raft").await
@@ -232,10 +243,12 @@ impl Membership {
         }
     }
 
-    /// Pings `targets` concurrently; returns the ids that answered as themselves.
-    async fn ping_all(&self, targets: &BTreeMap<NodeId, String>) -> Vec<NodeId> {
+    /// Pings `targets` concurrently; returns the ids that answered as themselves, with the
+    /// epoch each is at.
+    async fn ping_all(&self, targets: &BTreeMap<NodeId, String>) -> Vec<(NodeId, u64)> {
         let node_id = self.info.id;
-        let payload = match codec::encode(&PeerRequest::Ping) {
+        let ping = PeerRequest::Ping { from: node_id, epoch: self.view.borrow().epoch, leader: self.is_leader() };
+        let payload = match codec::encode(&ping) {
             Ok(payload) => payload,
             Err(error) => {
                 warn!(node_id, %error, "cannot encode ping");
@@ -258,8 +271,10 @@ impl Membership {
                 }
             };
             match answer.map(|answer| answer.map(|bytes| codec::decode::<PeerResponse>(&bytes))) {
-                Ok(Ok(Ok(PeerResponse::Pong { id }))) if id == member_id => answered.push(member_id),
-                Ok(Ok(Ok(PeerResponse::Pong { id }))) => {
+                Ok(Ok(Ok(PeerResponse::Pong { id, epoch, .. }))) if id == member_id => {
+                    answered.push((member_id, epoch))
+                }
+                Ok(Ok(Ok(PeerResponse::Pong { id, .. }))) => {
                     warn!(node_id, member_id, answered_as = id, "a member's address answers as another node");
                 }
                 Ok(Ok(Ok(other))) => debug!(node_id, member_id, answer = ?other, "unexpected ping answer"),

@@ -15,6 +15,8 @@ pub struct MembershipConfig {
     pub cluster_addr: String,
     /// This node's HTTP/WebSocket address, e.g. "127.0.0.2:8000".
     pub client_addr: String,
+    /// This run of the node (drawn at every start); peers see a restart by its change.
+    pub incarnation: crate::Incarnation,
     /// Holds the node id and the persisted raft state.
     pub data_dir: PathBuf,
     /// Cluster addresses to join through; empty means "bootstrap a new cluster" when there is
@@ -35,6 +37,7 @@ impl Default for MembershipConfig {
         MembershipConfig {
             cluster_addr: String::new(),
             client_addr: String::new(),
+            incarnation: 1,
             data_dir: PathBuf::from("data/membership"),
             seeds: Vec::new(),
             heartbeat: Duration::from_millis(150),
@@ -88,6 +91,12 @@ impl MembershipConfig {
     /// Bound of one liveness ping.
     pub(crate) fn ping_timeout(&self) -> Duration {
         (self.heartbeat * 2).min(self.dead_after / 2)
+    }
+
+    /// How long a node may act as an owner after it last heard from a quorum: shorter than
+    /// `dead_after`, so a node cut off stops serving before the others move its actors.
+    pub fn lease(&self) -> Duration {
+        self.dead_after * 3 / 4
     }
 }
 

@@ -51,7 +51,8 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// The node id kept in `data_dir/node_id`, created at random on first start.
-pub(crate) fn load_or_create_node_id(data_dir: &Path) -> io::Result<NodeId> {
+/// The node id kept in `data_dir`, drawn and saved on the first start.
+pub fn load_or_create_node_id(data_dir: &Path) -> io::Result<NodeId> {
     fs::create_dir_all(data_dir)?;
     let path = data_dir.join("node_id");
     match fs::read_to_string(&path) {

@@ -1,6 +1,7 @@
-//! The leader's decisions about members, I/O-free: who is dead, whether removing them is
-//! safe, which learners to promote. The leader task feeds it ping answers and executes what it
-//! returns.
+//! Decisions about members, I/O-free: who is dead, whether removing them is safe, which
+//! learners to promote, and whether this node holds an ownership lease. Every node probes
+//! every other one and feeds the answers in; the leader acts on the same table, so a new
+//! leader knows at once who has been silent (liveness does not restart with the leader).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -9,44 +10,80 @@ use tokio::time::Instant;
 
 use crate::NodeId;
 
-/// When each member last answered the leader.
+/// What this node knows of one other member.
+#[derive(Debug, Clone, Copy)]
+struct Heard {
+    /// Since when the member is tracked: its grace period starts here.
+    since: Instant,
+    /// The last answer (or probe) from it, and the membership epoch it was at.
+    last: Option<(Instant, u64)>,
+}
+
+impl Heard {
+    /// When it was last heard from, or when its grace started.
+    fn alive_at(&self) -> Instant {
+        self.last.map_or(self.since, |(at, _)| at.max(self.since))
+    }
+}
+
+/// When each member was last heard from, as this node probes them.
 #[derive(Debug, Default)]
 pub(crate) struct Liveness {
-    last_answer: BTreeMap<NodeId, Instant>,
+    members: BTreeMap<NodeId, Heard>,
 }
 
 impl Liveness {
-    /// Tracks exactly `members`: new ones get a full `dead_after` of grace from `now` (a new
-    /// leader does not know when a member last answered its predecessor).
+    /// Tracks exactly `members`: new ones get a full `dead_after` of grace from `now`.
     pub(crate) fn track(&mut self, members: &BTreeSet<NodeId>, now: Instant) {
-        self.last_answer.retain(|id, _| members.contains(id));
+        self.members.retain(|id, _| members.contains(id));
         for id in members {
-            self.last_answer.entry(*id).or_insert(now);
+            self.members.entry(*id).or_insert(Heard { since: now, last: None });
         }
     }
 
-    pub(crate) fn answered(&mut self, id: NodeId, now: Instant) {
-        if let Some(last) = self.last_answer.get_mut(&id) {
-            *last = now;
+    /// `id` answered (or probed this node) at `now`, being at membership `epoch`.
+    pub(crate) fn answered(&mut self, id: NodeId, epoch: u64, now: Instant) {
+        if let Some(heard) = self.members.get_mut(&id) {
+            heard.last = Some((now, epoch));
         }
     }
 
-    /// Members that have not answered for `dead_after` or more.
+    /// Members that have not been heard from for `dead_after` or more.
     pub(crate) fn dead(&self, now: Instant, dead_after: Duration) -> BTreeSet<NodeId> {
-        self.last_answer
+        self.members
             .iter()
-            .filter(|(_, last)| now.duration_since(**last) >= dead_after)
+            .filter(|(_, heard)| now.duration_since(heard.alive_at()) >= dead_after)
             .map(|(id, _)| *id)
             .collect()
     }
 
     pub(crate) fn is_alive(&self, id: NodeId, now: Instant, dead_after: Duration) -> bool {
-        self.last_answer.get(&id).is_some_and(|last| now.duration_since(*last) < dead_after)
+        self.members.get(&id).is_some_and(|heard| now.duration_since(heard.alive_at()) < dead_after)
     }
 
-    /// Forgets everything (this node stopped leading).
-    pub(crate) fn clear(&mut self) {
-        self.last_answer.clear();
+    /// Whether `me` holds an ownership lease at `now`: a majority of `voters` (counting `me`
+    /// if it is one) was heard from within `lease`, and none heard within it was at a later
+    /// epoch than `my_epoch` (which would mean this node's view is stale: it may have been
+    /// removed while paused or cut off, and its actors already live elsewhere).
+    ///
+    /// The leader removes a member only after not hearing from it for `dead_after`; with
+    /// `lease < dead_after`, a member cut off from the others stops acting as an owner before
+    /// the others give its actors to someone else.
+    pub(crate) fn holds_lease(
+        &self,
+        me: NodeId,
+        voters: &BTreeSet<NodeId>,
+        my_epoch: u64,
+        now: Instant,
+        lease: Duration,
+    ) -> bool {
+        let recent = |heard: &Heard| heard.last.filter(|(at, _)| now.duration_since(*at) < lease);
+        if self.members.values().filter_map(recent).any(|(_, epoch)| epoch > my_epoch) {
+            return false;
+        }
+        let heard_voters =
+            voters.iter().filter(|id| **id == me || self.members.get(id).and_then(recent).is_some()).count();
+        heard_voters > voters.len() / 2
     }
 }
 
@@ -98,25 +135,56 @@ mod tests {
         ids.iter().copied().collect()
     }
 
+    fn ms(millis: u64) -> Duration {
+        Duration::from_millis(millis)
+    }
+
     #[test]
     fn members_die_after_the_grace_period_unless_they_answer() {
         let start = Instant::now();
-        let dead_after = Duration::from_millis(500);
+        let dead_after = ms(500);
         let mut liveness = Liveness::default();
         liveness.track(&ids(&[2, 3]), start);
-        assert!(liveness.dead(start + Duration::from_millis(499), dead_after).is_empty());
-        liveness.answered(2, start + Duration::from_millis(400));
-        assert_eq!(liveness.dead(start + Duration::from_millis(500), dead_after), ids(&[3]));
-        assert!(liveness.is_alive(2, start + Duration::from_millis(800), dead_after));
-        assert!(!liveness.is_alive(2, start + Duration::from_millis(900), dead_after));
+        assert!(liveness.dead(start + ms(499), dead_after).is_empty());
+        liveness.answered(2, 1, start + ms(400));
+        assert_eq!(liveness.dead(start + ms(500), dead_after), ids(&[3]));
+        assert!(liveness.is_alive(2, start + ms(800), dead_after));
+        assert!(!liveness.is_alive(2, start + ms(900), dead_after));
 
         // A member that left is forgotten; one that comes back starts with a fresh grace.
-        liveness.track(&ids(&[2]), start + Duration::from_millis(600));
-        liveness.track(&ids(&[2, 3]), start + Duration::from_millis(700));
-        assert_eq!(liveness.dead(start + Duration::from_millis(1000), dead_after), ids(&[2]));
-        liveness.answered(42, start);
-        liveness.clear();
-        assert!(liveness.dead(start + Duration::from_secs(60), dead_after).is_empty());
+        liveness.track(&ids(&[2]), start + ms(600));
+        liveness.track(&ids(&[2, 3]), start + ms(700));
+        assert_eq!(liveness.dead(start + ms(1000), dead_after), ids(&[2]));
+        liveness.answered(42, 1, start);
+        assert!(!liveness.is_alive(42, start, dead_after), "strangers are not tracked");
+    }
+
+    #[test]
+    fn a_lease_needs_a_recent_majority_and_nobody_ahead() {
+        let start = Instant::now();
+        let lease = ms(300);
+        let voters = ids(&[1, 2, 3]);
+        let mut liveness = Liveness::default();
+        liveness.track(&ids(&[2, 3]), start);
+        assert!(!liveness.holds_lease(1, &voters, 5, start, lease), "a grace period is not an answer");
+        liveness.answered(2, 5, start + ms(100));
+        assert!(liveness.holds_lease(1, &voters, 5, start + ms(200), lease), "itself and one other");
+        assert!(!liveness.holds_lease(1, &voters, 5, start + ms(400), lease), "silence ends the lease");
+
+        // Paused, then back: the others answer from a later epoch, so this view is stale.
+        liveness.answered(2, 7, start + ms(1000));
+        liveness.answered(3, 7, start + ms(1000));
+        assert!(!liveness.holds_lease(1, &voters, 5, start + ms(1010), lease));
+        assert!(liveness.holds_lease(1, &voters, 7, start + ms(1010), lease), "caught up");
+
+        // A learner counts only the voters it hears.
+        let mut learner = Liveness::default();
+        learner.track(&ids(&[1, 2, 3]), start);
+        learner.answered(1, 7, start);
+        assert!(!learner.holds_lease(9, &voters, 7, start, lease));
+        learner.answered(2, 7, start);
+        assert!(learner.holds_lease(9, &voters, 7, start, lease));
+        assert!(Liveness::default().holds_lease(1, &ids(&[1]), 1, start, lease), "a single voter leads itself");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - `state`: the raft types, the `state::Command`s in the log and their pure transitions.
-//! - `liveness`: the leader's I/O-free decisions (who is dead, is removal safe, promotions).
+//! - `liveness`: I/O-free decisions (who is dead, is removal safe, promotions, the lease).
 //! - `log_store`, `state_machine`, `disk`: openraft storage persisted under `data_dir`.
 //! - `protocol`, `network`: requests between nodes over [`PeerRpc`] and openraft's network.
 //! - `admin`: join, leave and removal, executed by the leader.
@@ -14,8 +14,10 @@
 //! then the tasks (bounded wait, then abort). The tasks hold only a weak reference, so they
 //! also end if the `Membership` is dropped.
 //! - *leader watch*: follows raft metrics and publishes the leader on the view channel.
-//! - *leader duties*: while this node leads, pings every member each heartbeat, removes the
-//!   ones silent for `dead_after` and promotes learners up to `max_voters`.
+//! - *probe and lead*: every node pings every other member each heartbeat and keeps when it
+//!   last heard from each (and at which epoch) — the basis of its ownership lease; while this
+//!   node leads, it also removes the members silent for `dead_after` and promotes learners up
+//!   to `max_voters`, from the same table, so a new leader acts without a new grace period.
 //! - *joiner*: joins through the seeds at start, and rejoins later if no leader has pinged this
 //!   node for `2 × dead_after` (it was removed while cut off) or the member set lacks it as it
 //!   is now (its addresses changed).
@@ -27,10 +29,16 @@
 //!   therefore a leftover of an interrupted removal, which the leader finishes.
 //! - **A node never removes itself for silence**, and never proposes a removal that the
 //!   answering voters could not commit.
+//! - **A node acts as an owner only under a lease** ([`Membership::serving`]): it heard from a
+//!   majority of voters within `lease < dead_after`, and none of them is at a later epoch. A
+//!   node the others are about to remove for silence has lost its lease before they do.
+//! - **A restart is a new member entry**: the member info carries the process incarnation,
+//!   so a node restarted (even within the failure-detection time) re-adds itself at once and
+//!   the epoch moves, telling everyone that what the old run held is gone.
 
 mod admin;
 mod config;
-mod disk;
+pub(crate) mod disk;
 mod error;
 mod liveness;
 mod log_store;
@@ -64,6 +72,9 @@ use state::TypeConfig;
 use state_machine::StateMachineStore;
 
 use crate::{codec, ClusterView, MemberInfo, NodeId, PeerRpc};
+use liveness::Liveness;
+
+pub use disk::load_or_create_node_id as node_id_in;
 
 /// How long `shutdown` waits for each background task before aborting it.
 const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -85,6 +96,8 @@ pub struct Membership {
     leaving: AtomicBool,
     /// When a leader last pinged this node (or when it started or last joined).
     last_pinged: Mutex<Instant>,
+    /// When this node last heard from each other member: liveness and the lease.
+    liveness: Mutex<Liveness>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -121,6 +134,7 @@ impl Membership {
         let node_id = disk::blocking(move || disk::load_or_create_node_id(&id_dir)).await.map_err(storage_error)?;
         let info = MemberInfo {
             id: node_id,
+            incarnation: config.incarnation,
             cluster_addr: config.cluster_addr.clone(),
             client_addr: config.client_addr.clone(),
         };
@@ -147,6 +161,7 @@ impl Membership {
             admin_lock: tokio::sync::Mutex::new(()),
             leaving: AtomicBool::new(false),
             last_pinged: Mutex::new(Instant::now()),
+            liveness: Mutex::new(Liveness::default()),
             tasks: Mutex::new(Vec::new()),
         });
         let has_seeds = !membership.seeds().is_empty();
@@ -156,7 +171,9 @@ impl Membership {
                 return Err(error);
             }
         }
-        tasks::spawn(&membership, has_seeds);
+        // A restarted node joins again at once: its incarnation changed, so its member entry
+        // must be replaced before the others keep treating it as the run that died.
+        tasks::spawn(&membership, has_seeds || !fresh);
         info!(node_id, cluster_addr = %membership.info.cluster_addr, fresh, has_seeds, "membership started");
         Ok(membership)
     }
@@ -257,11 +274,40 @@ impl Membership {
             },
             PeerRequest::Join { member, forwarded } => self.on_join(member, forwarded).await,
             PeerRequest::Leave { id, forwarded } => self.on_leave(id, forwarded).await,
-            PeerRequest::Ping => {
-                self.pinged();
-                PeerResponse::Pong { id: self.info.id }
+            PeerRequest::Ping { from, epoch, leader } => {
+                if leader {
+                    self.pinged();
+                }
+                self.heard(from, epoch);
+                PeerResponse::Pong {
+                    id: self.info.id,
+                    incarnation: self.info.incarnation,
+                    epoch: self.view.borrow().epoch,
+                }
             }
         }
+    }
+
+    fn heard(&self, from: NodeId, epoch: u64) {
+        self.liveness.lock().unwrap_or_else(PoisonError::into_inner).answered(from, epoch, Instant::now());
+    }
+
+    /// Whether this node may act as the owner of what placement gives it now: it is a member
+    /// and holds the lease (see the module's invariants).
+    pub fn serving(&self) -> bool {
+        if self.leaving.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
+        let (member, epoch) = {
+            let view = self.view.borrow();
+            (view.members.contains_key(&self.info.id), view.epoch)
+        };
+        if !member {
+            return false;
+        }
+        let voters = self.raft_members().voters;
+        let liveness = self.liveness.lock().unwrap_or_else(PoisonError::into_inner);
+        liveness.holds_lease(self.info.id, &voters, epoch, Instant::now(), self.config.lease())
     }
 
     fn pinged(&self) {

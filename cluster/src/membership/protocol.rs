@@ -26,8 +26,14 @@ pub(crate) enum PeerRequest {
         id: NodeId,
         forwarded: bool,
     },
-    /// The leader's liveness probe.
-    Ping,
+    /// A liveness probe: every node probes every other one each heartbeat.
+    Ping {
+        from: NodeId,
+        /// The sender's membership epoch: a receiver behind it knows its view is stale.
+        epoch: u64,
+        /// Whether the sender believes it leads (a follower's "pinged by a leader" clock).
+        leader: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,10 +48,12 @@ pub(crate) enum PeerResponse {
     Left {
         epoch: u64,
     },
-    /// Answers a ping with the answering node's id, so a new node reusing a dead member's
-    /// address does not keep the dead member alive.
+    /// Answers a ping with the answering node's id (so a new node reusing a dead member's
+    /// address does not keep the dead member alive), its incarnation and its epoch.
     Pong {
         id: NodeId,
+        incarnation: crate::Incarnation,
+        epoch: u64,
     },
     /// The request needs the leader and this node is not it (the leader, if known).
     NotLeader {
@@ -71,7 +79,12 @@ mod tests {
 
     #[test]
     fn raft_messages_survive_postcard() {
-        let member = MemberInfo { id: 9, cluster_addr: "10.0.0.9:9000".into(), client_addr: "10.0.0.9:8000".into() };
+        let member = MemberInfo {
+            id: 9,
+            incarnation: 77,
+            cluster_addr: "10.0.0.9:9000".into(),
+            client_addr: "10.0.0.9:8000".into(),
+        };
         let nodes = BTreeMap::from([(7, BasicNode::new("10.0.0.7:9000")), (9, BasicNode::new("10.0.0.9:9000"))]);
         let membership = Membership::new(vec![BTreeSet::from([7]), BTreeSet::from([7, 9])], nodes);
         let entries = vec![

@@ -79,7 +79,12 @@ mod tests {
     use super::*;
 
     fn member(id: NodeId, port: u16) -> MemberInfo {
-        MemberInfo { id, cluster_addr: format!("10.0.0.{id}:{port}"), client_addr: format!("10.0.0.{id}:8000") }
+        MemberInfo {
+            id,
+            incarnation: 1,
+            cluster_addr: format!("10.0.0.{id}:{port}"),
+            client_addr: format!("10.0.0.{id}:8000"),
+        }
     }
 
     #[test]
@@ -108,6 +113,15 @@ mod tests {
         assert_eq!(moved, CommandOutcome { epoch: 2, changed: true });
         assert_eq!(set.members.len(), 1);
         assert_eq!(set.members[&1].cluster_addr, "10.0.0.1:9001");
+    }
+
+    #[test]
+    fn a_restart_with_a_new_incarnation_replaces_the_member_and_bumps_the_epoch() {
+        let mut set = MemberSet::default();
+        set.apply(&Command::AddMember(member(1, 9000)));
+        let restarted = MemberInfo { incarnation: 2, ..member(1, 9000) };
+        assert_eq!(set.apply(&Command::AddMember(restarted)), CommandOutcome { epoch: 2, changed: true });
+        assert_eq!(set.members[&1].incarnation, 2);
     }
 
     #[test]

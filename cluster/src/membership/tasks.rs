@@ -11,7 +11,6 @@ use tokio::sync::watch;
 use tokio::time::{sleep, Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
-use super::liveness::Liveness;
 use super::Membership;
 use crate::{ClusterView, NodeId};
 
@@ -27,7 +26,7 @@ pub(super) fn spawn(membership: &Arc<Membership>, join_at_start: bool) {
             Arc::clone(&membership.view),
             membership.stop.subscribe(),
         )),
-        tokio::spawn(lead(weak.clone(), membership.stop.subscribe())),
+        tokio::spawn(probe_and_lead(weak.clone(), membership.stop.subscribe())),
         tokio::spawn(join(weak, membership.stop.subscribe(), join_at_start)),
     ];
     membership.tasks.lock().unwrap_or_else(PoisonError::into_inner).extend(handles);
@@ -69,14 +68,13 @@ async fn watch_leader(
     }
 }
 
-/// While this node leads, runs one round of leader duties per heartbeat.
-async fn lead(membership: Weak<Membership>, mut stop: watch::Receiver<bool>) {
+/// Every heartbeat: one probe round, then, while this node leads, one round of leader duties.
+async fn probe_and_lead(membership: Weak<Membership>, mut stop: watch::Receiver<bool>) {
     let Some(period) = membership.upgrade().map(|membership| membership.config.heartbeat) else {
         return;
     };
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut liveness = Liveness::default();
     let mut warned = None;
     loop {
         tokio::select! {
@@ -86,13 +84,15 @@ async fn lead(membership: Weak<Membership>, mut stop: watch::Receiver<bool>) {
         let Some(membership) = membership.upgrade() else {
             return;
         };
+        tokio::select! {
+            () = membership.probe_round() => {}
+            () = stopped(&mut stop) => return,
+        }
         if !membership.is_leader() || membership.leaving.load(std::sync::atomic::Ordering::SeqCst) {
-            // A later term starts over: its members get a full grace period again.
-            liveness.clear();
             continue;
         }
         tokio::select! {
-            () = membership.lead_round(&mut liveness, &mut warned) => {}
+            () = membership.lead_round(&mut warned) => {}
             () = stopped(&mut stop) => return,
         }
     }

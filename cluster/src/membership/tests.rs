@@ -79,6 +79,7 @@ fn test_config(root: &Path, index: usize, seeds: Vec<String>) -> MembershipConfi
     MembershipConfig {
         cluster_addr: cluster_addr(index),
         client_addr: format!("node-{index}:8000"),
+        incarnation: rand::random(),
         data_dir: root.join(format!("node-{index}")),
         seeds,
         heartbeat: Duration::from_millis(50),
@@ -168,8 +169,9 @@ async fn three_nodes_converge_drop_an_unreachable_member_and_take_it_back() {
     let request = codec::encode(&PeerRequest::Join { member, forwarded: false }).unwrap();
     let answer = codec::decode::<PeerResponse>(&follower.handle(request).await).unwrap();
     assert!(matches!(answer, PeerResponse::Joined { epoch: 3, leader: answered } if answered == leader), "{answer:?}");
-    let pong = codec::decode::<PeerResponse>(&follower.handle(codec::encode(&PeerRequest::Ping).unwrap()).await);
-    assert!(matches!(pong.unwrap(), PeerResponse::Pong { id } if id == follower.node_id()));
+    let ping = PeerRequest::Ping { from: 12345, epoch: 0, leader: false };
+    let pong = codec::decode::<PeerResponse>(&follower.handle(codec::encode(&ping).unwrap()).await);
+    assert!(matches!(pong.unwrap(), PeerResponse::Pong { id, .. } if id == follower.node_id()));
 
     let victim = nodes.iter().find(|node| node.node_id() != leader).unwrap();
     let survivors: Vec<&Arc<Membership>> = nodes.iter().filter(|node| node.node_id() != victim.node_id()).collect();
@@ -226,6 +228,75 @@ async fn killing_the_leader_elects_a_survivor_and_removes_the_old_leader() {
     })
     .await;
     eprintln!("measured: old leader removed from the member set {:?} after it was killed", killed.elapsed());
+    stop_all(&net, &nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_loses_its_lease_before_the_others_remove_it() {
+    let root = TempDir::new("membership-lease");
+    let net = Arc::new(LocalNet::default());
+    let nodes = three_nodes(&net, &root.0).await;
+    wait_until("every node holds a lease", Duration::from_secs(5), || nodes.iter().all(|node| node.serving())).await;
+    let leader = nodes[0].view().borrow().leader.unwrap();
+    let victim = nodes.iter().find(|node| node.node_id() != leader).unwrap();
+    let survivors: Vec<&Arc<Membership>> = nodes.iter().filter(|node| node.node_id() != victim.node_id()).collect();
+
+    net.set_unreachable(&victim.info.cluster_addr);
+    wait_until("the cut-off node stops serving", Duration::from_secs(5), || !victim.serving()).await;
+    assert_eq!(victim.view().borrow().members.len(), 3, "it lost its lease while still a member everywhere");
+    assert!(
+        survivors.iter().all(|node| node.view().borrow().members.contains_key(&victim.node_id())),
+        "the others had not removed it yet when its lease ended"
+    );
+    assert!(survivors.iter().all(|node| node.serving()), "the majority keeps serving");
+
+    // Back after the others removed it: its view is stale (they are at a later epoch), so it
+    // must not serve until it is a member again.
+    let remaining: BTreeSet<NodeId> = survivors.iter().map(|node| node.node_id()).collect();
+    wait_until("the cut-off node is removed", Duration::from_secs(5), || {
+        agreed(&survivors, &remaining).is_some_and(|(epoch, _)| epoch == 4)
+    })
+    .await;
+    net.unreachable.lock().unwrap().clear();
+    let all: Vec<&Arc<Membership>> = nodes.iter().collect();
+    let ids: BTreeSet<NodeId> = nodes.iter().map(|node| node.node_id()).collect();
+    let mut served_stale = false;
+    wait_until("it is a member again", Duration::from_secs(10), || {
+        let stale = victim.view().borrow().epoch < 4;
+        served_stale |= stale && victim.serving();
+        agreed(&all, &ids).is_some_and(|(epoch, _)| epoch == 5)
+    })
+    .await;
+    assert!(!served_stale, "a node with a stale view never holds a lease");
+    wait_until("it serves again", Duration::from_secs(5), || victim.serving()).await;
+    stop_all(&net, &nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_restart_replaces_the_member_entry_without_a_removal() {
+    let root = TempDir::new("membership-fast-restart");
+    let net = Arc::new(LocalNet::default());
+    let mut nodes = three_nodes(&net, &root.0).await;
+    let leader = nodes[0].view().borrow().leader.unwrap();
+    let index = nodes.iter().position(|node| node.node_id() != leader).unwrap();
+    let old = nodes[index].info.clone();
+    nodes[index].shutdown().await;
+    net.nodes.lock().unwrap().remove(&old.cluster_addr);
+
+    // Back at once, same data folder and address, a new incarnation (a new process).
+    let config = MembershipConfig { incarnation: old.incarnation + 1, ..nodes[index].config.clone() };
+    let restarted = start_node(&net, config).await;
+    assert_eq!(restarted.node_id(), old.id);
+    nodes[index] = restarted;
+    let all: Vec<&Arc<Membership>> = nodes.iter().collect();
+    let ids: BTreeSet<NodeId> = nodes.iter().map(|node| node.node_id()).collect();
+    let took = wait_until("everyone sees the new incarnation", Duration::from_secs(5), || {
+        views(&all).iter().all(|view| view.members.get(&old.id).is_some_and(|m| m.incarnation == old.incarnation + 1))
+    })
+    .await;
+    eprintln!("measured: a restarted node's new incarnation reached every view {took:?} after its start");
+    let (epoch, _) = agreed(&all, &ids).expect("one view");
+    assert_eq!(epoch, 4, "the restart moved the epoch once, with no removal in between");
     stop_all(&net, &nodes).await;
 }
 

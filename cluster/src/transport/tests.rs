@@ -19,11 +19,12 @@ impl Inbound for Echo {
 
 async fn node(secret: &str) -> (Arc<Transport>, String, mpsc::UnboundedReceiver<Vec<u8>>) {
     let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let (transport, local) = Transport::bind(listen, String::new(), secret).await.unwrap();
+    let (transport, local) = Transport::bind(listen, identity(String::new()), secret).await.unwrap();
     // Advertise the real port (bound on port 0).
     let transport = Arc::new(Transport {
-        advertise: local.to_string(),
+        identity: identity(local.to_string()),
         secret: transport.secret.clone(),
+        links: broadcast::channel(16).0,
         peers: Mutex::new(HashMap::new()),
         backoff: Mutex::new(HashMap::new()),
         inbound: OnceLock::new(),
@@ -37,13 +38,17 @@ async fn node(secret: &str) -> (Arc<Transport>, String, mpsc::UnboundedReceiver<
 /// A transport bound on port 0 that serves the Echo handler itself.
 async fn server(secret: &str) -> (Arc<Transport>, String, mpsc::UnboundedReceiver<Vec<u8>>) {
     let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let (transport, local) = Transport::bind(listen, "server".to_owned(), secret).await.unwrap();
+    let (transport, local) = Transport::bind(listen, identity("server".to_owned()), secret).await.unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     transport.set_inbound(Arc::new(Echo { messages: tx }));
     (transport, local.to_string(), rx)
 }
 
 const WAIT: Duration = Duration::from_secs(5);
+
+fn identity(advertise: String) -> Identity {
+    Identity { node: rand::random(), incarnation: rand::random(), advertise }
+}
 
 #[tokio::test]
 async fn requests_and_messages_cross_an_authenticated_connection() {

@@ -63,7 +63,7 @@ pub async fn create_company(
     let admin = NewUser { username: &body.admin.username, display_name, password_hash: &password_hash, is_admin: true };
     let (company, user) = state.db.create_company(&body.name, &body.slug, admin).await.map_err(|err| match err {
         actors::ports::StoreError::Conflict(_) => {
-            ApiError::new(actors::protocol::ErrorCode::Conflict, "slug already taken")
+            ApiError::new(actors::model::ErrorCode::Conflict, "slug already taken")
         }
         other => other.into(),
     })?;
@@ -134,7 +134,7 @@ pub async fn create_user(
     let new = NewUser { username: &body.username, display_name, password_hash: &password_hash, is_admin: false };
     let user = state.db.create_user(auth.caller.company_id, new).await.map_err(|err| match err {
         actors::ports::StoreError::Conflict(_) => {
-            ApiError::new(actors::protocol::ErrorCode::Conflict, "username already taken")
+            ApiError::new(actors::model::ErrorCode::Conflict, "username already taken")
         }
         other => other.into(),
     })?;

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use actors::channel::MessageDraft;
+use actors::model::MessageDraft;
+use actors::model::{ChannelSeq, MessageView, RequestError};
 use actors::ports::{ChannelKind, StoreError};
-use actors::protocol::{ChannelSeq, MessageView, RequestError};
 use actors::routing::{ChannelAnswer, ChannelRequest};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -56,7 +56,7 @@ async fn member_channel(state: &AppState, auth: &AuthUser, channel_id: Uuid) -> 
     if state.db.is_member(channel_id, auth.caller.user_id).await? {
         Ok(channel)
     } else {
-        Err(ApiError::new(actors::protocol::ErrorCode::NotMember, "not a member of this channel"))
+        Err(ApiError::new(actors::model::ErrorCode::NotMember, "not a member of this channel"))
     }
 }
 

@@ -1,6 +1,6 @@
 //! File attachments: multipart upload into a channel, download by members only.
 
-use actors::protocol::{now_millis, ErrorCode};
+use actors::model::{now_millis, ErrorCode};
 use axum::extract::multipart::MultipartError;
 use axum::extract::{Multipart, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};

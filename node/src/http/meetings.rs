@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use actors::model::ErrorCode;
 use actors::ports::PushNotice;
-use actors::protocol::ErrorCode;
 use actors::routing::{MeetingAnswer, MeetingRequest};
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -26,14 +26,19 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     };
     // In a cluster, a node serves clients only while it is a member of its own view.
     let member = state.cluster.as_ref().map(|cluster| cluster.is_member());
-    let ready = !stopping && database && redis.unwrap_or(true) && member.unwrap_or(true);
+    // Redis holds presence and the push queue: chat works without it, so a node whose Redis
+    // is down is degraded, not out (taking it out would drain every node at once).
+    let ready = !stopping && database && member.unwrap_or(true);
+    let degraded: Vec<&str> = if redis == Some(false) { vec!["redis"] } else { Vec::new() };
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "ready": ready,
         "stopping": stopping,
         "database": database,
         "redis": redis,
+        "degraded": degraded,
         "cluster_member": member,
+        "serving": state.cluster.as_ref().map(|cluster| cluster.membership().serving()),
         "node_id": state.config.node_id,
     });
     (status, Json(body)).into_response()

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actors::model::now_millis;
 use actors::ports::StoreError;
-use actors::protocol::now_millis;
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, error, info, warn};

@@ -1,7 +1,7 @@
 //! Companies (tenants), users and device tokens.
 
+use actors::model::now_millis;
 use actors::ports::StoreError;
-use actors::protocol::now_millis;
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;

@@ -2,11 +2,8 @@
 
 use std::collections::HashMap;
 
-use actors::ports::{
-    AppendOutcome, ChannelKind, ChannelSnapshot, ChannelStore, Member, Mutation, NewMessage, StoreError, StoreResult,
-    StoredEvent, UserDirectory,
-};
-use actors::protocol::{now_millis, ChannelEvent, ChannelSeq, MessageView, ReactionView, ReadCursor};
+use actors::model::{now_millis, ChannelSeq, MessageView, ReactionView};
+use actors::ports::{ChannelKind, Member, StoreError, StoreResult, UserDirectory};
 use async_trait::async_trait;
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -15,7 +12,7 @@ use uuid::Uuid;
 
 use super::{classify, json_col, opt_uuid_col, uuid_col, Db};
 
-const MESSAGE_COLUMNS: &str = "id, channel_id, seq, sender_id, client_msg_id, parent_id, body, mentions, \
+pub(super) const MESSAGE_COLUMNS: &str = "id, channel_id, seq, sender_id, client_msg_id, parent_id, body, mentions, \
                                attachment_ids, created_at, edited_at, deleted_at";
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,7 +46,7 @@ pub struct HistoryQuery {
     pub limit: i64,
 }
 
-fn channel_row(row: &AnyRow) -> Result<ChannelRow, sqlx::Error> {
+pub(super) fn channel_row(row: &AnyRow) -> Result<ChannelRow, sqlx::Error> {
     let kind: String = row.try_get("kind")?;
     let kind = ChannelKind::parse(&kind).ok_or_else(|| sqlx::Error::Decode(format!("bad kind {kind}").into()))?;
     Ok(ChannelRow {
@@ -62,7 +59,7 @@ fn channel_row(row: &AnyRow) -> Result<ChannelRow, sqlx::Error> {
     })
 }
 
-fn message_row(row: &AnyRow) -> Result<MessageView, sqlx::Error> {
+pub(super) fn message_row(row: &AnyRow) -> Result<MessageView, sqlx::Error> {
     let deleted_at: Option<i64> = row.try_get("deleted_at")?;
     Ok(MessageView {
         id: uuid_col(row, "id")?,
@@ -321,262 +318,10 @@ impl Db {
         .transpose()
         .map_err(classify)
     }
-
-    async fn insert_event(
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        channel_id: Uuid,
-        seq: ChannelSeq,
-        event: &ChannelEvent,
-    ) -> Result<(), sqlx::Error> {
-        let payload = serde_json::to_string(event).map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
-        sqlx::query("INSERT INTO channel_events (channel_id, seq, payload, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(channel_id.to_string())
-            .bind(seq)
-            .bind(payload)
-            .bind(now_millis())
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn message_by_client_id(
-        &self,
-        channel_id: Uuid,
-        client_msg_id: &str,
-    ) -> Result<Option<MessageView>, StoreError> {
-        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = $1 AND client_msg_id = $2");
-        let row = sqlx::query(&sql)
-            .bind(channel_id.to_string())
-            .bind(client_msg_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
-        row.map(|row| message_row(&row)).transpose().map_err(classify)
-    }
 }
 
-fn json_text<T: Serialize>(value: &T) -> String {
+pub(super) fn json_text<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "[]".to_owned())
-}
-
-#[async_trait]
-impl ChannelStore for Db {
-    async fn load_channel(&self, channel_id: Uuid) -> StoreResult<Option<ChannelSnapshot>> {
-        let Some(row) = sqlx::query("SELECT * FROM channels WHERE id = $1")
-            .bind(channel_id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?
-        else {
-            return Ok(None);
-        };
-        let channel = channel_row(&row).map_err(classify)?;
-        let head: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM channel_events WHERE channel_id = $1")
-            .bind(channel_id.to_string())
-            .fetch_one(&self.pool)
-            .await
-            .and_then(|row| row.try_get("head"))
-            .map_err(classify)?;
-        let members = self.members(channel_id).await?;
-        let cursor_rows = sqlx::query("SELECT user_id, seq FROM read_cursors WHERE channel_id = $1")
-            .bind(channel_id.to_string())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        let read_cursors = cursor_rows
-            .iter()
-            .map(|row| Ok(ReadCursor { user_id: uuid_col(row, "user_id")?, seq: row.try_get("seq")? }))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(classify)?;
-        Ok(Some(ChannelSnapshot {
-            channel_id,
-            company_id: channel.company_id,
-            kind: ChannelKind::parse(channel.kind).unwrap_or(ChannelKind::Private),
-            head_seq: head,
-            members,
-            read_cursors,
-        }))
-    }
-
-    async fn append_message(&self, seq: ChannelSeq, new: &NewMessage) -> StoreResult<AppendOutcome> {
-        let message = &new.message;
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let inserted = sqlx::query(
-            "INSERT INTO messages (id, channel_id, company_id, seq, sender_id, client_msg_id, parent_id, body, \
-             mentions, attachment_ids, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (channel_id, client_msg_id) DO NOTHING",
-        )
-        .bind(message.id.to_string())
-        .bind(message.channel_id.to_string())
-        .bind(new.company_id.to_string())
-        .bind(seq)
-        .bind(message.sender_id.to_string())
-        .bind(&message.client_msg_id)
-        .bind(message.parent_id.map(|id| id.to_string()))
-        .bind(&message.body)
-        .bind(json_text(&message.mentions))
-        .bind(json_text(&message.attachment_ids))
-        .bind(message.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        if inserted.rows_affected() == 0 {
-            tx.rollback().await.map_err(classify)?;
-            let earlier = self.message_by_client_id(message.channel_id, &message.client_msg_id).await?;
-            return earlier
-                .map(|earlier| AppendOutcome::Duplicate(Box::new(earlier)))
-                .ok_or_else(|| StoreError::Unknown("duplicate client_msg_id vanished".to_owned()));
-        }
-        let event = ChannelEvent::MessageNew { message: message.clone() };
-        Self::insert_event(&mut tx, message.channel_id, seq, &event).await.map_err(classify)?;
-        tx.commit().await.map_err(|err| StoreError::Unknown(err.to_string()))?;
-        Ok(AppendOutcome::Stored)
-    }
-
-    async fn apply(
-        &self,
-        channel_id: Uuid,
-        seq: ChannelSeq,
-        mutation: &Mutation,
-        event: &ChannelEvent,
-    ) -> StoreResult<bool> {
-        let channel = channel_id.to_string();
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let result = match mutation {
-            Mutation::EditMessage { message_id, body, mentions, at } => sqlx::query(
-                "UPDATE messages SET body = $1, mentions = $2, edited_at = $3 \
-                 WHERE id = $4 AND channel_id = $5 AND deleted_at IS NULL",
-            )
-            .bind(body)
-            .bind(json_text(mentions))
-            .bind(*at)
-            .bind(message_id.to_string())
-            .bind(channel)
-            .execute(&mut *tx)
-            .await,
-            Mutation::DeleteMessage { message_id, at } => sqlx::query(
-                "UPDATE messages SET body = '', deleted_at = $1 WHERE id = $2 AND channel_id = $3 AND deleted_at IS NULL",
-            )
-            .bind(*at)
-            .bind(message_id.to_string())
-            .bind(channel)
-            .execute(&mut *tx)
-            .await,
-            Mutation::AddReaction { message_id, user_id, emoji } => sqlx::query(
-                "INSERT INTO reactions (message_id, user_id, emoji, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (message_id, user_id, emoji) DO NOTHING",
-            )
-            .bind(message_id.to_string())
-            .bind(user_id.to_string())
-            .bind(emoji)
-            .bind(now_millis())
-            .execute(&mut *tx)
-            .await,
-            Mutation::RemoveReaction { message_id, user_id, emoji } => {
-                sqlx::query("DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3")
-                    .bind(message_id.to_string())
-                    .bind(user_id.to_string())
-                    .bind(emoji)
-                    .execute(&mut *tx)
-                    .await
-            }
-            Mutation::AddMember { user_id } => sqlx::query(
-                "INSERT INTO channel_members (channel_id, user_id, company_id, joined_at) \
-                 SELECT $1, $2, company_id, $3 FROM channels WHERE id = $1 \
-                 ON CONFLICT (channel_id, user_id) DO NOTHING",
-            )
-            .bind(channel)
-            .bind(user_id.to_string())
-            .bind(now_millis())
-            .execute(&mut *tx)
-            .await,
-            Mutation::RemoveMember { user_id } => {
-                sqlx::query("DELETE FROM channel_members WHERE channel_id = $1 AND user_id = $2")
-                    .bind(channel)
-                    .bind(user_id.to_string())
-                    .execute(&mut *tx)
-                    .await
-            }
-        }
-        .map_err(classify)?;
-        if result.rows_affected() == 0 {
-            tx.rollback().await.map_err(classify)?;
-            return Ok(false);
-        }
-        Self::insert_event(&mut tx, channel_id, seq, event).await.map_err(classify)?;
-        tx.commit().await.map_err(|err| StoreError::Unknown(err.to_string()))?;
-        Ok(true)
-    }
-
-    async fn message(&self, channel_id: Uuid, message_id: Uuid) -> StoreResult<Option<MessageView>> {
-        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND channel_id = $2");
-        let row = sqlx::query(&sql)
-            .bind(message_id.to_string())
-            .bind(channel_id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
-        row.map(|row| message_row(&row)).transpose().map_err(classify)
-    }
-
-    async fn set_read_cursor(&self, channel_id: Uuid, user_id: Uuid, seq: ChannelSeq) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO read_cursors (channel_id, user_id, seq, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (channel_id, user_id) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at \
-             WHERE read_cursors.seq < excluded.seq",
-        )
-        .bind(channel_id.to_string())
-        .bind(user_id.to_string())
-        .bind(seq)
-        .bind(now_millis())
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(())
-    }
-
-    async fn events_after(&self, channel_id: Uuid, after: ChannelSeq, limit: u32) -> StoreResult<Vec<StoredEvent>> {
-        let rows = sqlx::query(
-            "SELECT seq, payload FROM channel_events WHERE channel_id = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3",
-        )
-        .bind(channel_id.to_string())
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        rows.iter()
-            .map(|row| Ok(StoredEvent { seq: row.try_get("seq")?, event: json_col(row, "payload")? }))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(classify)
-    }
-
-    async fn member_candidate(&self, company_id: Uuid, user_id: Uuid) -> StoreResult<Option<Member>> {
-        let row = sqlx::query("SELECT id, username FROM users WHERE id = $1 AND company_id = $2")
-            .bind(user_id.to_string())
-            .bind(company_id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
-        row.map(|row| Ok(Member { user_id: uuid_col(&row, "id")?, username: row.try_get("username")? }))
-            .transpose()
-            .map_err(classify)
-    }
-
-    async fn attachments_belong(&self, channel_id: Uuid, attachment_ids: &[Uuid]) -> StoreResult<bool> {
-        for id in attachment_ids {
-            let row = sqlx::query("SELECT 1 AS one FROM attachments WHERE id = $1 AND channel_id = $2")
-                .bind(id.to_string())
-                .bind(channel_id.to_string())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
-            if row.is_none() {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
 }
 
 #[async_trait]

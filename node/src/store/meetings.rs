@@ -1,7 +1,7 @@
 //! Meetings and their invitees.
 
+use actors::model::now_millis;
 use actors::ports::{MeetingInfo, MeetingStore, StoreError, StoreResult};
-use actors::protocol::now_millis;
 use async_trait::async_trait;
 use serde::Serialize;
 use sqlx::any::AnyRow;

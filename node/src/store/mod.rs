@@ -6,6 +6,7 @@
 //! accept them).
 
 mod accounts;
+mod channel_log;
 mod channels;
 mod meetings;
 

@@ -1,0 +1,405 @@
+//! The rules of a meeting room as plain data: the roster, roles, the lobby, host controls
+//! and which signals may pass. Every command changes the room and queues [`RoomEffect`]s (the
+//! frames to send, the timers to set); the actor drains them with [`MeetingRoom::drain`] and
+//! performs them.
+//!
+//! **Invariants:** at most one participant per user (a rejoin takes over the earlier place);
+//! at most one host among joined participants; `version` grows by one with every roster event
+//! any participant is sent; a signal passes only between two joined participants.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::model::{
+    now_millis, Caller, ErrorCode, MediaState, ParticipantStatus, ParticipantView, RequestError, Role, SessionAddr,
+    SignalKind, StateChange, MAX_SIGNAL_BYTES,
+};
+use crate::ports::MeetingInfo;
+use crate::protocol::{meeting_event_frame, signal_frame, RoomEvent};
+use crate::routing::MeetingAnswer;
+
+mod host;
+
+#[derive(Debug, Clone, Copy)]
+pub struct MeetingConfig {
+    /// Mesh cap: every participant connects to every other one.
+    pub max_participants: usize,
+    /// How long a dropped participant stays `disconnected` before it is reported left.
+    pub grace: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Default for MeetingConfig {
+    fn default() -> Self {
+        Self { max_participants: 6, grace: Duration::from_secs(20), idle_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// What the actor does after a command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomEffect {
+    /// One frame to these sessions.
+    Send { sessions: Vec<SessionAddr>, text: Arc<str> },
+    /// Report a disconnected participant left once the grace period is over, unless it came
+    /// back (its `generation` moved on).
+    ExpireLater { participant_id: Uuid, generation: u64 },
+}
+
+/// A frame for exactly one session, whose delivery decides the answer (signals, mute requests).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Directed {
+    pub session: SessionAddr,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+struct Participant {
+    view: ParticipantView,
+    /// Order of arrival in this room: the later of two peers is the polite one.
+    arrival: u64,
+    session: SessionAddr,
+    /// Bumped on every disconnect and takeover, so a stale expiry does nothing.
+    generation: u64,
+}
+
+pub struct MeetingRoom {
+    info: MeetingInfo,
+    config: MeetingConfig,
+    participants: BTreeMap<Uuid, Participant>,
+    by_session: HashMap<Uuid, Uuid>,
+    version: u64,
+    arrivals: u64,
+    ended: bool,
+    effects: Vec<RoomEffect>,
+}
+
+impl MeetingRoom {
+    pub fn new(info: MeetingInfo, config: MeetingConfig) -> Self {
+        Self {
+            ended: info.ended,
+            info,
+            config,
+            participants: BTreeMap::new(),
+            by_session: HashMap::new(),
+            version: 0,
+            arrivals: 0,
+            effects: Vec::new(),
+        }
+    }
+
+    pub fn meeting_id(&self) -> Uuid {
+        self.info.meeting_id
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The effects queued since the last drain, in order.
+    pub fn drain(&mut self) -> Vec<RoomEffect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    pub fn roster(&self) -> Vec<ParticipantView> {
+        self.participants.values().map(|p| p.view.clone()).collect()
+    }
+
+    fn live_count(&self) -> usize {
+        self.participants.values().filter(|p| p.view.status != ParticipantStatus::Lobby).count()
+    }
+
+    /// Refuses callers of another company as if the meeting did not exist.
+    pub fn check_tenant(&self, caller: &Caller) -> Result<(), RequestError> {
+        if caller.company_id == self.info.company_id {
+            Ok(())
+        } else {
+            Err(RequestError::not_found("meeting"))
+        }
+    }
+
+    /// Sends an event to the room. Lobby requests go to hosts and the waiting participant;
+    /// everything else to participants who are in (not waiting in the lobby), but `except`
+    /// (a joiner gets the snapshot in its answer).
+    fn broadcast_except(&mut self, event: RoomEvent, except: Option<Uuid>) {
+        self.version += 1;
+        let text: Arc<str> = Arc::from(meeting_event_frame(self.meeting_id(), self.version, &event));
+        let waiting = match &event {
+            RoomEvent::Lobby { participant } => Some(participant.participant_id),
+            _ => None,
+        };
+        let sessions = self
+            .participants
+            .values()
+            .filter(|p| match waiting {
+                Some(waiting) => p.view.role == Role::Host || p.view.participant_id == waiting,
+                None => p.view.status != ParticipantStatus::Lobby,
+            })
+            .filter(|p| Some(p.view.participant_id) != except)
+            .map(|p| p.session)
+            .collect();
+        self.effects.push(RoomEffect::Send { sessions, text });
+    }
+
+    fn broadcast(&mut self, event: RoomEvent) {
+        self.broadcast_except(event, None);
+    }
+
+    fn participant_of(&self, caller: &Caller, session_id: Uuid) -> Result<&Participant, RequestError> {
+        let not_joined = || RequestError::new(ErrorCode::NotMember, "this session has not joined the meeting");
+        let id = self.by_session.get(&session_id).ok_or_else(not_joined)?;
+        let participant = self.participants.get(id).ok_or_else(not_joined)?;
+        if participant.view.user_id != caller.user_id {
+            return Err(not_joined());
+        }
+        Ok(participant)
+    }
+
+    fn require_host(&self, caller: &Caller, session_id: Uuid) -> Result<Uuid, RequestError> {
+        let participant = self.participant_of(caller, session_id)?;
+        if participant.view.role != Role::Host || participant.view.status != ParticipantStatus::Joined {
+            return Err(RequestError::forbidden("only the host can do that"));
+        }
+        Ok(participant.view.participant_id)
+    }
+
+    fn target(&self, participant_id: Uuid) -> Result<&Participant, RequestError> {
+        self.participants.get(&participant_id).ok_or_else(|| RequestError::not_found("participant"))
+    }
+
+    fn remove(&mut self, participant_id: Uuid, reason: &'static str) {
+        let Some(participant) = self.participants.remove(&participant_id) else { return };
+        // The one leaving (removed, denied, timed out) hears it too, before it is gone.
+        let event = RoomEvent::Left { participant_id, reason };
+        let text = meeting_event_frame(self.meeting_id(), self.version + 1, &event);
+        self.effects.push(RoomEffect::Send { sessions: vec![participant.session], text: Arc::from(text) });
+        self.by_session.retain(|_, id| *id != participant_id);
+        self.broadcast(event);
+        if participant.view.role == Role::Host {
+            self.elect_host();
+        }
+    }
+
+    /// When the host leaves, the longest-present joined participant becomes host.
+    fn elect_host(&mut self) {
+        if self.participants.values().any(|p| p.view.role == Role::Host) {
+            return;
+        }
+        let next = self
+            .participants
+            .values()
+            .filter(|p| p.view.status == ParticipantStatus::Joined)
+            .min_by_key(|p| (p.view.joined_at, p.arrival))
+            .map(|p| p.view.participant_id);
+        if let Some(id) = next {
+            self.set_role(id, Role::Host);
+        }
+    }
+
+    fn set_role(&mut self, participant_id: Uuid, role: Role) {
+        if let Some(participant) = self.participants.get_mut(&participant_id) {
+            participant.view.role = role;
+            let view = participant.view.clone();
+            self.broadcast(RoomEvent::Updated { participant: view });
+        }
+    }
+
+    fn limit_exceeded(&self) -> RequestError {
+        let max = self.config.max_participants;
+        RequestError::new(
+            ErrorCode::LimitExceeded,
+            format!("the meeting is full: at most {max} participants in a mesh call"),
+        )
+    }
+
+    fn joined_answer(&self, me: ParticipantView) -> MeetingAnswer {
+        MeetingAnswer::Joined {
+            meeting_id: self.meeting_id(),
+            me,
+            version: self.version,
+            participants: self.roster(),
+            max_participants: self.config.max_participants,
+            grace_ms: self.config.grace.as_millis() as u64,
+        }
+    }
+
+    // --- commands ------------------------------------------------------------------------
+
+    /// Joins (or rejoins, from any session on any node, taking over the earlier place).
+    pub fn join(&mut self, caller: &Caller, session: SessionAddr) -> Result<MeetingAnswer, RequestError> {
+        if self.ended {
+            return Err(RequestError::new(ErrorCode::Conflict, "the meeting has ended"));
+        }
+        if session.user_id != caller.user_id {
+            return Err(RequestError::forbidden("a session joins for its own user"));
+        }
+        let existing =
+            self.participants.values().find(|p| p.view.user_id == caller.user_id).map(|p| p.view.participant_id);
+        if let Some(participant_id) = existing {
+            let participant = self.participants.get_mut(&participant_id).ok_or_else(RequestError::internal)?;
+            let replaced = participant.session.session_id;
+            participant.session = session;
+            participant.generation += 1;
+            if participant.view.status == ParticipantStatus::Disconnected {
+                participant.view.status = ParticipantStatus::Joined;
+            }
+            let view = participant.view.clone();
+            self.by_session.remove(&replaced);
+            self.by_session.insert(session.session_id, participant_id);
+            self.broadcast_except(RoomEvent::Updated { participant: view.clone() }, Some(participant_id));
+            return Ok(self.joined_answer(view));
+        }
+        let invited = caller.user_id == self.info.host_id || self.info.invitees.contains(&caller.user_id);
+        let to_lobby = self.info.lobby && !invited;
+        if !to_lobby && self.live_count() >= self.config.max_participants {
+            return Err(self.limit_exceeded());
+        }
+        let is_host = caller.user_id == self.info.host_id
+            || (!self.participants.values().any(|p| p.view.role == Role::Host)
+                && !to_lobby
+                && self.participants.is_empty());
+        let view = ParticipantView {
+            participant_id: Uuid::new_v4(),
+            user_id: caller.user_id,
+            role: if is_host { Role::Host } else { Role::Participant },
+            status: if to_lobby { ParticipantStatus::Lobby } else { ParticipantStatus::Joined },
+            state: MediaState::default(),
+            joined_at: now_millis(),
+        };
+        if is_host {
+            let others: Vec<Uuid> = self
+                .participants
+                .values()
+                .filter(|p| p.view.role == Role::Host)
+                .map(|p| p.view.participant_id)
+                .collect();
+            for other in others {
+                self.set_role(other, Role::Participant);
+            }
+        }
+        self.by_session.insert(session.session_id, view.participant_id);
+        self.arrivals += 1;
+        let participant = Participant { view: view.clone(), arrival: self.arrivals, session, generation: 0 };
+        self.participants.insert(view.participant_id, participant);
+        let event = if to_lobby {
+            RoomEvent::Lobby { participant: view.clone() }
+        } else {
+            RoomEvent::Joined { participant: view.clone() }
+        };
+        self.broadcast_except(event, Some(view.participant_id));
+        Ok(self.joined_answer(view))
+    }
+
+    pub fn leave(&mut self, caller: &Caller, session_id: Uuid) -> Result<MeetingAnswer, RequestError> {
+        let id = self.participant_of(caller, session_id)?.view.participant_id;
+        self.remove(id, "left");
+        Ok(MeetingAnswer::Done)
+    }
+
+    /// The session's socket dropped: its participant gets a grace period to rejoin.
+    pub fn disconnected(&mut self, caller: &Caller, session_id: Uuid) -> MeetingAnswer {
+        if let Ok(participant) = self.participant_of(caller, session_id) {
+            let id = participant.view.participant_id;
+            self.disconnect(id, session_id);
+        }
+        MeetingAnswer::Done
+    }
+
+    /// Sessions that no longer exist (their node left or restarted).
+    pub fn sessions_gone(&mut self, gone: impl Fn(&SessionAddr) -> bool) {
+        let lost: Vec<(Uuid, Uuid)> = self
+            .participants
+            .values()
+            .filter(|p| gone(&p.session))
+            .map(|p| (p.view.participant_id, p.session.session_id))
+            .collect();
+        for (participant_id, session_id) in lost {
+            self.disconnect(participant_id, session_id);
+        }
+    }
+
+    fn disconnect(&mut self, participant_id: Uuid, session_id: Uuid) {
+        self.by_session.remove(&session_id);
+        let Some(participant) = self.participants.get_mut(&participant_id) else { return };
+        if participant.view.status == ParticipantStatus::Lobby {
+            self.remove(participant_id, "left");
+            return;
+        }
+        participant.view.status = ParticipantStatus::Disconnected;
+        participant.generation += 1;
+        let (generation, view) = (participant.generation, participant.view.clone());
+        self.broadcast(RoomEvent::Updated { participant: view });
+        self.effects.push(RoomEffect::ExpireLater { participant_id, generation });
+    }
+
+    /// The grace period of a disconnected participant ended.
+    pub fn expire(&mut self, participant_id: Uuid, generation: u64) {
+        let expired = self
+            .participants
+            .get(&participant_id)
+            .is_some_and(|p| p.generation == generation && p.view.status == ParticipantStatus::Disconnected);
+        if expired {
+            self.remove(participant_id, "timed_out");
+        }
+    }
+
+    pub fn set_state(
+        &mut self,
+        caller: &Caller,
+        session_id: Uuid,
+        change: StateChange,
+    ) -> Result<MeetingAnswer, RequestError> {
+        let id = self.participant_of(caller, session_id)?.view.participant_id;
+        let participant = self.participants.get_mut(&id).ok_or_else(|| RequestError::not_found("participant"))?;
+        let media = &mut participant.view.state;
+        media.audio = change.audio.unwrap_or(media.audio);
+        media.video = change.video.unwrap_or(media.video);
+        media.screen = change.screen.unwrap_or(media.screen);
+        media.hand = change.hand.unwrap_or(media.hand);
+        let view = participant.view.clone();
+        self.broadcast(RoomEvent::Updated { participant: view.clone() });
+        Ok(MeetingAnswer::Participant(view))
+    }
+
+    /// A signal to relay to one participant. The later joiner of a pair is the polite peer
+    /// ("perfect negotiation"): it rolls back its own offer on glare.
+    pub fn relay(
+        &self,
+        caller: &Caller,
+        session_id: Uuid,
+        to: Uuid,
+        kind: SignalKind,
+        payload: &str,
+    ) -> Result<Directed, RequestError> {
+        if payload.len() > MAX_SIGNAL_BYTES {
+            return Err(RequestError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("signal payload over {MAX_SIGNAL_BYTES} bytes"),
+            ));
+        }
+        let from = self.participant_of(caller, session_id)?;
+        if from.view.status != ParticipantStatus::Joined {
+            return Err(RequestError::forbidden("wait until you are admitted"));
+        }
+        let target = self.target(to)?;
+        if target.view.status != ParticipantStatus::Joined || to == from.view.participant_id {
+            return Err(RequestError::not_found("participant"));
+        }
+        let polite = target.arrival > from.arrival;
+        let text = signal_frame(self.meeting_id(), from.view.participant_id, to, kind, payload, polite);
+        Ok(Directed { session: target.session, text })
+    }
+
+    pub fn roster_answer(&self) -> MeetingAnswer {
+        MeetingAnswer::Roster { version: self.version, participants: self.roster() }
+    }
+}
+
+#[cfg(test)]
+mod tests;

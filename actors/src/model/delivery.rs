@@ -1,0 +1,68 @@
+//! A frame on its way to one or more sessions, with what the session needs to know about it
+//! without parsing the text.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::ids::{ChannelSeq, NodeId};
+use super::presence::PresenceStatus;
+
+/// What a delivery stands for. Sessions keep per-channel and per-watch state by it: the last
+/// seq delivered, who is typing, the last presence sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryKind {
+    /// A durable channel event: delivered once, in seq order; gaps are filled from the store.
+    Event { channel_id: Uuid, seq: ChannelSeq },
+    /// Someone started or stopped typing in a channel.
+    Typing { channel_id: Uuid, user_id: Uuid, active: bool },
+    /// Another ephemeral channel frame (a read receipt).
+    Channel { channel_id: Uuid },
+    /// A watched user's presence changed.
+    Presence { user_id: Uuid, status: PresenceStatus },
+    /// A frame for this session only (a notification, a meeting event or signal).
+    Direct,
+    /// Not a frame: the actor holding this session's subscription to the channel stopped
+    /// (idle, moved, reloading), so the session must subscribe again to keep receiving.
+    Resubscribe { channel_id: Uuid },
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub kind: DeliveryKind,
+    /// The JSON text of the frame (empty for `Resubscribe`); shared by every recipient.
+    pub text: Arc<str>,
+    /// The node whose actor sent it: a session takes channel events and presence only from
+    /// the node it subscribed or watched at, so a stale owner cannot speak for the new one.
+    pub from: NodeId,
+}
+
+impl Delivery {
+    pub fn new(kind: DeliveryKind, text: Arc<str>, from: NodeId) -> Self {
+        Self { kind, text, from }
+    }
+
+    pub fn resubscribe(channel_id: Uuid, from: NodeId) -> Self {
+        Self { kind: DeliveryKind::Resubscribe { channel_id }, text: Arc::from(""), from }
+    }
+
+    /// The channel this delivery belongs to, if any.
+    pub fn channel_id(&self) -> Option<Uuid> {
+        match self.kind {
+            DeliveryKind::Event { channel_id, .. }
+            | DeliveryKind::Typing { channel_id, .. }
+            | DeliveryKind::Channel { channel_id }
+            | DeliveryKind::Resubscribe { channel_id } => Some(channel_id),
+            DeliveryKind::Presence { .. } | DeliveryKind::Direct => None,
+        }
+    }
+
+    /// The seq of a durable event.
+    pub fn seq(&self) -> Option<ChannelSeq> {
+        match self.kind {
+            DeliveryKind::Event { seq, .. } => Some(seq),
+            _ => None,
+        }
+    }
+}

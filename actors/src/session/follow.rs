@@ -1,0 +1,328 @@
+//! Keeping a session's subscriptions, presence and meetings alive while the cluster changes.
+//!
+//! Every call that may wait for a moving or unreachable owner runs in a task; its answer comes
+//! back as a message and is applied here, in order with the deliveries. A thing that cannot be
+//! established again after [`ATTEMPTS`] tries closes the socket with 1012, so the client
+//! reconnects (anywhere) and resumes instead of silently missing events.
+
+use std::time::Duration;
+
+use ractor::ActorRef;
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use super::meetings::start_join;
+use super::replay::replay;
+use super::subscriptions::EventAction;
+use super::{Again, JoinOrigin, SessionMsg, SessionState, SubscribeOrigin, CLOSE_SERVICE_RESTART};
+use crate::directory::SessionControl;
+use crate::model::{
+    ChannelSeq, Delivery, DeliveryKind, ErrorCode, NodeId, PresenceView, RequestError, SubscribeAnswer,
+};
+use crate::protocol::ServerFrame;
+use crate::routing::{ChannelAnswer, ChannelRequest, UserAnswer, UserRequest};
+
+/// Pause between two attempts to establish something again.
+pub(super) const AGAIN_EVERY: Duration = Duration::from_millis(300);
+/// Attempts before giving up (each waits up to the call timeout for a moving owner).
+pub(super) const ATTEMPTS: u32 = 4;
+
+pub(super) fn unexpected<T: std::fmt::Debug>(answer: T) -> RequestError {
+    warn!(?answer, "unexpected answer from an actor");
+    RequestError::internal()
+}
+
+/// Posts a message to the session; a session that ended needs no answer.
+pub(super) fn post(myself: &ActorRef<SessionMsg>, msg: SessionMsg) {
+    if myself.cast(msg).is_err() {
+        debug!("session ended before an answer arrived");
+    }
+}
+
+pub(super) async fn on_delivery(myself: &ActorRef<SessionMsg>, state: &mut SessionState, delivery: Delivery) {
+    match delivery.kind {
+        DeliveryKind::Resubscribe { channel_id } => {
+            // Only the actor this session subscribed at speaks for the subscription.
+            if state.subscriptions.owner(channel_id) == Some(delivery.from) {
+                start_subscribe(myself, state, channel_id, SubscribeOrigin::Again { attempt: 0 });
+            }
+        }
+        DeliveryKind::Event { channel_id, seq } => match state.subscriptions.on_event(channel_id, seq) {
+            EventAction::Drop => {}
+            EventAction::Push => push_event(myself, state, channel_id, seq, delivery),
+            EventAction::FillThenPush { after, up_to } => {
+                debug!(%channel_id, after, seq, "gap in live events, filling from the store");
+                if replay(myself, state, channel_id, after, up_to).await.is_ok() {
+                    push_event(myself, state, channel_id, seq, delivery);
+                }
+            }
+        },
+        DeliveryKind::Typing { channel_id, user_id, active } => {
+            if state.subscriptions.on_typing(channel_id, user_id, active, delivery.from) {
+                state.push(myself, delivery.text);
+            }
+        }
+        DeliveryKind::Channel { channel_id } => {
+            if state.subscriptions.contains(channel_id) {
+                state.push(myself, delivery.text);
+            }
+        }
+        DeliveryKind::Presence { user_id, status } => {
+            if state.watches.on_presence(user_id, status, delivery.from) {
+                state.push(myself, delivery.text);
+            }
+        }
+        DeliveryKind::Direct => state.push(myself, delivery.text),
+    }
+}
+
+fn push_event(
+    myself: &ActorRef<SessionMsg>,
+    state: &mut SessionState,
+    channel_id: Uuid,
+    seq: ChannelSeq,
+    delivery: Delivery,
+) {
+    state.push(myself, delivery.text);
+    state.subscriptions.advance(channel_id, seq);
+}
+
+pub(super) fn on_control(myself: &ActorRef<SessionMsg>, state: &mut SessionState, control: SessionControl) {
+    if state.closed {
+        return;
+    }
+    let (channels, attach, watches, meetings) = match control {
+        // The owners may have moved, or a node restarted under the same id: everything again.
+        SessionControl::Rehome => (
+            state.subscriptions.channels(),
+            true,
+            state.watches.users(),
+            state.meetings.keys().copied().collect::<Vec<_>>(),
+        ),
+        SessionControl::PeerLost(node) => {
+            let channels = state.subscriptions.owned_by(node);
+            // Whoever was typing there may have stopped unseen: end it now; the new owner's
+            // answer brings back whoever is still typing.
+            for channel_id in &channels {
+                end_typing(myself, state, *channel_id);
+            }
+            let meetings = state.meetings.iter().filter(|(_, owner)| **owner == node).map(|(id, _)| *id).collect();
+            (channels, state.attached_at == Some(node), state.watches.owned_by(node), meetings)
+        }
+    };
+    for channel_id in channels {
+        start_subscribe(myself, state, channel_id, SubscribeOrigin::Again { attempt: 0 });
+    }
+    if attach {
+        start_attach(myself, state, 0);
+    }
+    for user_id in watches {
+        start_watch(myself, state, user_id, 0);
+    }
+    for meeting_id in meetings {
+        start_join(myself, state, meeting_id, JoinOrigin::Rejoin { attempt: 0 });
+    }
+}
+
+fn end_typing(myself: &ActorRef<SessionMsg>, state: &mut SessionState, channel_id: Uuid) {
+    for user_id in state.subscriptions.clear_typing(channel_id) {
+        state.send_frame(myself, &ServerFrame::Typing { channel_id, user_id, active: false });
+    }
+}
+
+pub(super) fn again(myself: &ActorRef<SessionMsg>, state: &mut SessionState, again: Again) {
+    if state.closed {
+        return;
+    }
+    match again {
+        Again::Subscribe { channel_id, attempt } => {
+            if state.subscriptions.contains(channel_id) {
+                start_subscribe(myself, state, channel_id, SubscribeOrigin::Again { attempt });
+            }
+        }
+        Again::Attach { attempt } => start_attach(myself, state, attempt),
+        Again::Watch { user_id, attempt } => {
+            if state.watches.contains(user_id) {
+                start_watch(myself, state, user_id, attempt);
+            }
+        }
+        Again::Rejoin { meeting_id, attempt } => {
+            if state.meetings.contains_key(&meeting_id) {
+                start_join(myself, state, meeting_id, JoinOrigin::Rejoin { attempt });
+            }
+        }
+    }
+}
+
+/// Retries `again` later, or closes the socket once the attempts are used up.
+fn retry_or_close(
+    myself: &ActorRef<SessionMsg>,
+    state: &mut SessionState,
+    again: Again,
+    attempt: u32,
+    err: &RequestError,
+    what: &str,
+) {
+    if attempt + 1 < ATTEMPTS && err.code == ErrorCode::Unavailable {
+        myself.send_after(AGAIN_EVERY, move || SessionMsg::Again(again));
+    } else {
+        warn!(session_id = %state.session_id, error = %err, what, "lost and not re-established, closing the socket");
+        state.close(myself, CLOSE_SERVICE_RESTART, "subscription lost, reconnect and resume");
+    }
+}
+
+/// Asks the channel's owner for a subscription off the mailbox.
+pub(super) fn start_subscribe(
+    myself: &ActorRef<SessionMsg>,
+    state: &SessionState,
+    channel_id: Uuid,
+    origin: SubscribeOrigin,
+) {
+    let directory = state.directory.clone();
+    let request = ChannelRequest::Subscribe { caller: state.caller, session: state.addr() };
+    let timeout = state.config.call_timeout;
+    let myself = myself.clone();
+    tokio::spawn(async move {
+        let result = match directory.ask_channel_at(channel_id, request, timeout).await {
+            Ok((owner, ChannelAnswer::Subscribed(answer))) => Ok((owner, answer)),
+            Ok((_, other)) => Err(unexpected(other)),
+            Err(err) => Err(err),
+        };
+        post(&myself, SessionMsg::Subscribed { channel_id, origin, result });
+    });
+}
+
+pub(super) async fn on_subscribed(
+    myself: &ActorRef<SessionMsg>,
+    state: &mut SessionState,
+    channel_id: Uuid,
+    origin: SubscribeOrigin,
+    result: Result<(NodeId, SubscribeAnswer), RequestError>,
+) {
+    let (request_id, last_seq, attempt) = match &origin {
+        SubscribeOrigin::Client { request_id, last_seq } => (Some(request_id.clone()), *last_seq, 0),
+        SubscribeOrigin::Again { attempt } => (None, None, *attempt),
+    };
+    if !state.subscriptions.contains(channel_id) {
+        // Unsubscribed while the answer was on its way.
+        if result.is_ok() {
+            state.directory.tell_channel(channel_id, ChannelRequest::Unsubscribe { session_id: state.session_id });
+        }
+        if let Some(id) = request_id {
+            state.send_frame(myself, &ServerFrame::error(id, &RequestError::not_found("subscription")));
+        }
+        return;
+    }
+    let fresh = state.subscriptions.delivered(channel_id).is_none();
+    let outcome = match result {
+        Ok((owner, answer)) => match state.subscriptions.answered(channel_id, owner, &answer, last_seq) {
+            Ok(subscribed) => {
+                for (user_id, active) in subscribed.typing {
+                    state.send_frame(myself, &ServerFrame::Typing { channel_id, user_id, active });
+                }
+                match subscribed.replay {
+                    Some((after, up_to)) => replay(myself, state, channel_id, after, up_to).await.map(|()| answer),
+                    None => Ok(answer),
+                }
+            }
+            Err(err) => Err(err),
+        },
+        Err(err) => Err(err),
+    };
+    match (outcome, request_id) {
+        (Ok(answer), Some(id)) => {
+            let result = serde_json::to_value(answer).unwrap_or_default();
+            state.send_frame(myself, &ServerFrame::Ok { id, result });
+        }
+        (Ok(_), None) => debug!(session_id = %state.session_id, %channel_id, attempt, "subscribed again"),
+        (Err(err), Some(id)) => {
+            if fresh {
+                state.subscriptions.remove(channel_id);
+                state.directory.tell_channel(channel_id, ChannelRequest::Unsubscribe { session_id: state.session_id });
+            }
+            state.send_frame(myself, &ServerFrame::error(id, &err));
+        }
+        (Err(err), None) => {
+            if err.code != ErrorCode::Unavailable && fresh {
+                state.subscriptions.remove(channel_id);
+            }
+            retry_or_close(
+                myself,
+                state,
+                Again::Subscribe { channel_id, attempt: attempt + 1 },
+                attempt,
+                &err,
+                "subscription",
+            );
+        }
+    }
+}
+
+fn start_attach(myself: &ActorRef<SessionMsg>, state: &SessionState, attempt: u32) {
+    let directory = state.directory.clone();
+    let (user_id, request, timeout) =
+        (state.caller.user_id, UserRequest::Attach { session: state.addr() }, state.config.call_timeout);
+    let myself = myself.clone();
+    tokio::spawn(async move {
+        let result = directory.ask_user_at(user_id, request, timeout).await.map(|(owner, _)| owner);
+        post(&myself, SessionMsg::Attached { attempt, result });
+    });
+}
+
+pub(super) fn on_attached(
+    myself: &ActorRef<SessionMsg>,
+    state: &mut SessionState,
+    attempt: u32,
+    result: Result<NodeId, RequestError>,
+) {
+    match result {
+        Ok(owner) => state.attached_at = Some(owner),
+        Err(err) => retry_or_close(myself, state, Again::Attach { attempt: attempt + 1 }, attempt, &err, "presence"),
+    }
+}
+
+fn start_watch(myself: &ActorRef<SessionMsg>, state: &SessionState, user_id: Uuid, attempt: u32) {
+    let directory = state.directory.clone();
+    let request = UserRequest::Watch { watcher: state.caller, session: state.addr() };
+    let timeout = state.config.call_timeout;
+    let myself = myself.clone();
+    tokio::spawn(async move {
+        let result = match directory.ask_user_at(user_id, request, timeout).await {
+            Ok((owner, UserAnswer::Presence(view))) => Ok((owner, view)),
+            Ok((_, other)) => Err(unexpected(other)),
+            Err(err) => Err(err),
+        };
+        post(&myself, SessionMsg::Watched { user_id, attempt, result });
+    });
+}
+
+pub(super) fn on_watched(
+    myself: &ActorRef<SessionMsg>,
+    state: &mut SessionState,
+    user_id: Uuid,
+    attempt: u32,
+    result: Result<(NodeId, PresenceView), RequestError>,
+) {
+    if !state.watches.contains(user_id) {
+        if result.is_ok() {
+            state.directory.tell_user(user_id, UserRequest::Unwatch { session_id: state.session_id });
+        }
+        return;
+    }
+    match result {
+        Ok((owner, view)) => {
+            if let Some(view) = state.watches.answered(owner, view, false) {
+                let frame = ServerFrame::Presence { user_id, status: view.status, last_seen: view.last_seen };
+                state.send_frame(myself, &frame);
+            }
+        }
+        Err(err) => retry_or_close(
+            myself,
+            state,
+            Again::Watch { user_id, attempt: attempt + 1 },
+            attempt,
+            &err,
+            "presence watch",
+        ),
+    }
+}
