@@ -6,6 +6,21 @@ use tokio_tungstenite::tungstenite::Message;
 
 on_both_backends!(http_rejects_bad_requests_clearly, websocket_survives_bad_frames);
 
+/// A frame over `MAX_WS_MESSAGE_BYTES` closes the socket with the documented 1009, and the
+/// node keeps serving (the library alone closed with 1005 or a reset).
+#[tokio::test]
+async fn an_oversized_frame_closes_the_socket_with_1009() {
+    let node = TestNode::start_with(Backend::Sqlite, |config| config.max_ws_message_bytes = 8 * 1024).await.unwrap();
+    let admin = node.company("big").await;
+    let mut ws = admin.connect().await;
+    let frame = json!({"type":"ping","pad":"x".repeat(64 * 1024)});
+    ws.send_raw(Message::Text(frame.to_string().into())).await;
+    assert_eq!(ws.closed().await, Some(1009));
+    let mut again = admin.connect().await;
+    let (pong, _) = again.request(json!({"type":"ping"})).await;
+    assert_eq!(pong["type"], "pong", "the node serves on");
+}
+
 async fn http_rejects_bad_requests_clearly(backend: Backend) {
     let Some(node) = TestNode::start(backend).await else { return };
     let admin = node.company("strict").await;

@@ -142,3 +142,87 @@ async fn presence_is_kept_in_redis_across_restarts() {
     second.shutdown().await;
     drop(dir);
 }
+
+/// A throwaway Redis of this test's own, so the test can kill it.
+struct OwnRedis {
+    child: std::process::Child,
+    port: u16,
+    dir: integration_tests::TempDir,
+}
+
+impl OwnRedis {
+    fn start(port: Option<u16>, dir: integration_tests::TempDir) -> Option<OwnRedis> {
+        let port =
+            port.unwrap_or_else(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir.0)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        Some(OwnRedis { child, port, dir })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_up(&self) {
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis did not start on {}", self.port);
+    }
+
+    fn kill(mut self) -> (u16, integration_tests::TempDir) {
+        self.child.kill().expect("kill redis");
+        self.child.wait().expect("reap redis");
+        (self.port, self.dir)
+    }
+}
+
+/// With Redis down a node is degraded, not out: `/readyz` stays 200 (a load balancer keeps it)
+/// and says what is missing; chat goes on; Redis coming back is noticed.
+#[tokio::test]
+async fn redis_down_degrades_the_node_without_taking_it_out() {
+    if service_url("TEST_REDIS_URL").is_none() {
+        return; // no redis-server here (scripts/test.sh always provides one)
+    }
+    let redis = OwnRedis::start(None, integration_tests::TempDir::new()).expect("redis-server runs");
+    redis.wait_up().await;
+    let url = redis.url();
+    let node = TestNode::start_with(Backend::Sqlite, |config| config.redis_url = Some(url)).await.unwrap();
+    let admin = node.company("degraded").await;
+    let channel = admin.channel("general", false).await;
+    let (status, ready) = admin.get("/readyz").await;
+    assert_eq!((status, ready["redis"].as_bool(), ready["degraded"].clone()), (200, Some(true), json!([])));
+
+    let (port, dir) = redis.kill();
+    let (status, ready) = admin.get("/readyz").await;
+    assert_eq!(status, 200, "still ready: {ready}");
+    assert_eq!((ready["ready"].as_bool(), ready["redis"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(ready["degraded"], json!(["redis"]));
+    let (status, _) = admin
+        .post(&format!("/v1/channels/{channel}/messages"), &json!({"client_msg_id":"c","body":"still here"}))
+        .await;
+    assert_eq!(status, 201, "chat goes on without Redis");
+
+    let redis = OwnRedis::start(Some(port), dir).expect("redis-server runs again");
+    redis.wait_up().await;
+    let mut back = false;
+    for _ in 0..100 {
+        let (_, ready) = admin.get("/readyz").await;
+        if ready["redis"] == true {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "redis noticed again");
+    node.node.shutdown().await;
+    redis.kill();
+}
