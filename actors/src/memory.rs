@@ -11,8 +11,8 @@ use crate::event_log::EventRecord;
 use crate::model::{ChannelEvent, ChannelSeq, MessageView, ReactionView, ReadCursor};
 use crate::ports::{
     AppendOutcome, ChannelKind, ChannelSnapshot, ChannelStore, Fence, MeetingInfo, MeetingStore, Member, Mutation,
-    NewMessage, Ports, PresenceRecord, PresenceStore, PushNotice, PushQueue, ReplayedEvent, StoreError, StoreResult,
-    UserDirectory,
+    NewMessage, Ports, PresenceRecord, PresenceStore, PushNotice, PushQueue, ReplayedEvent, RoomStore, StoreError,
+    StoreResult, UserDirectory,
 };
 
 #[derive(Default)]
@@ -48,6 +48,7 @@ struct MemoryData {
     users: HashMap<Uuid, (Uuid, String)>,
     channels: HashMap<Uuid, MemoryChannel>,
     meetings: HashMap<Uuid, MeetingInfo>,
+    rooms: HashMap<Uuid, String>,
 }
 
 /// A complete in-memory store. `fail_writes` makes every write fail with the given error,
@@ -85,6 +86,7 @@ impl MemoryStore {
             users: self.clone(),
             push: self.pushes.clone(),
             meetings: self.clone(),
+            rooms: self.clone(),
             ice: Arc::new(crate::ports::NoIce),
         }
     }
@@ -366,6 +368,22 @@ impl MeetingStore for MemoryStore {
         if let Some(meeting) = self.data.lock().unwrap().meetings.get_mut(&meeting_id) {
             meeting.ended = true;
         }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RoomStore for MemoryStore {
+    async fn load_room(&self, meeting_id: Uuid) -> StoreResult<Option<String>> {
+        Ok(self.data.lock().unwrap().rooms.get(&meeting_id).cloned())
+    }
+    async fn save_room(&self, meeting_id: Uuid, record: &str) -> StoreResult<()> {
+        self.check_write()?;
+        self.data.lock().unwrap().rooms.insert(meeting_id, record.to_owned());
+        Ok(())
+    }
+    async fn delete_room(&self, meeting_id: Uuid) -> StoreResult<()> {
+        self.data.lock().unwrap().rooms.remove(&meeting_id);
         Ok(())
     }
 }

@@ -202,6 +202,15 @@ pub trait MeetingStore: Send + Sync + 'static {
     async fn mark_ended(&self, meeting_id: Uuid) -> StoreResult<()>;
 }
 
+/// Where a meeting room keeps its roster so that it outlives its node: Redis with
+/// `REDIS_URL`, the database otherwise. The text is the room's own versioned JSON record.
+#[async_trait]
+pub trait RoomStore: Send + Sync + 'static {
+    async fn load_room(&self, meeting_id: Uuid) -> StoreResult<Option<String>>;
+    async fn save_room(&self, meeting_id: Uuid, record: &str) -> StoreResult<()>;
+    async fn delete_room(&self, meeting_id: Uuid) -> StoreResult<()>;
+}
+
 /// STUN/TURN servers handed to a participant on join (RTCIceServer shape).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IceServer {
@@ -236,5 +245,6 @@ pub struct Ports {
     pub users: Arc<dyn UserDirectory>,
     pub push: Arc<dyn PushQueue>,
     pub meetings: Arc<dyn MeetingStore>,
+    pub rooms: Arc<dyn RoomStore>,
     pub ice: Arc<dyn IceServers>,
 }

@@ -189,6 +189,8 @@ pub enum MeetingAnswer {
     Joined {
         meeting_id: Uuid,
         me: ParticipantView,
+        /// The room's run: a new one after every rebuild.
+        incarnation: u64,
         version: u64,
         participants: Vec<ParticipantView>,
         max_participants: usize,
@@ -196,6 +198,7 @@ pub enum MeetingAnswer {
     },
     Participant(ParticipantView),
     Roster {
+        incarnation: u64,
         version: u64,
         participants: Vec<ParticipantView>,
     },

@@ -213,3 +213,150 @@ async fn a_session_keeps_answering_while_its_subscription_is_re_established() {
     let event = session.next_where("the message at the new owner", |f| f["type"] == "event").await;
     assert_eq!(event["seq"].as_i64(), Some(seq));
 }
+
+/// A client that follows docs/PROTOCOL.md §6 literally: it takes the roster from each
+/// snapshot (`ok` of `meeting_join`, `meeting_rejoined`), applies only events of the
+/// snapshot's incarnation with a higher version, keeps a peer for every participant in the
+/// roster, and drops one only when the roster says it left.
+#[derive(Default)]
+struct RosterFollower {
+    at: Option<(u64, u64)>,
+    roster: std::collections::BTreeMap<String, String>,
+    /// Participants it ever had to drop while they had not left (must stay empty).
+    wrongly_dropped: Vec<String>,
+    snapshots: usize,
+}
+
+impl RosterFollower {
+    fn snapshot(&mut self, frame: &serde_json::Value) {
+        self.snapshots += 1;
+        self.at = Some((frame["incarnation"].as_u64().unwrap(), frame["version"].as_u64().unwrap()));
+        let now: std::collections::BTreeMap<String, String> = frame["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["participant_id"].as_str().unwrap().to_owned(), p["status"].as_str().unwrap().to_owned()))
+            .collect();
+        for id in self.roster.keys() {
+            if !now.contains_key(id) {
+                self.wrongly_dropped.push(id.clone()); // nobody in these tests leaves
+            }
+        }
+        self.roster = now;
+    }
+
+    fn frame(&mut self, frame: &serde_json::Value) {
+        match frame["type"].as_str() {
+            Some("meeting_rejoined") => self.snapshot(frame),
+            Some("meeting_event") => {
+                let at = (frame["incarnation"].as_u64().unwrap(), frame["version"].as_u64().unwrap());
+                let Some((incarnation, version)) = self.at else { return };
+                if at.0 != incarnation || at.1 <= version {
+                    return;
+                }
+                self.at = Some(at);
+                let event = &frame["event"];
+                match event["kind"].as_str() {
+                    Some("joined" | "updated" | "lobby") => {
+                        let p = &event["participant"];
+                        self.roster.insert(
+                            p["participant_id"].as_str().unwrap().to_owned(),
+                            p["status"].as_str().unwrap().to_owned(),
+                        );
+                    }
+                    Some("left") => {
+                        let id = event["participant_id"].as_str().unwrap().to_owned();
+                        self.roster.remove(&id);
+                        self.wrongly_dropped.push(id);
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn statuses(&self) -> Vec<String> {
+        self.roster.values().cloned().collect()
+    }
+}
+
+#[tokio::test]
+async fn a_rebuilt_room_keeps_roster_host_and_lobby_for_clients_that_follow_the_protocol() {
+    for round in 0..4 {
+        let world = World::new(4).await;
+        let (a, b, c, d) = (world.nodes[0], world.nodes[1], world.nodes[2], world.nodes[3]);
+        let host = world.user("host");
+        let invited = world.user("invited");
+        let walk_in = world.user("walkin");
+        let meeting = loop {
+            let id = world.store.add_meeting(world.company, host.user_id, &[invited.user_id], true);
+            if world.net.owner(ActorKey::Meeting(id)) == Some(b) {
+                break id;
+            }
+        };
+        let mut sessions = [
+            (world.connect(a, host).await, RosterFollower::default()),
+            (world.connect(c, invited).await, RosterFollower::default()),
+            (world.connect(d, walk_in).await, RosterFollower::default()),
+        ];
+        for (index, (session, follower)) in sessions.iter_mut().enumerate() {
+            let (answer, _) =
+                session.request(&format!("j{index}"), json!({"type":"meeting_join","meeting_id":meeting})).await;
+            assert_eq!(answer["type"], "ok", "{answer}");
+            follower.snapshot(&answer["result"]);
+        }
+        // Let the host see everyone arrive (the lobby entry is shown to hosts only).
+        for (session, follower) in sessions.iter_mut().take(1) {
+            while follower.roster.len() < 3 {
+                let frame = session.next_where("the roster filling", |f| f["type"] == "meeting_event").await;
+                follower.frame(&frame);
+            }
+        }
+
+        // The room's node dies; with round % 2 the membership notices only later, so the
+        // sessions reach the new owner in whatever order their retries land.
+        if round % 2 == 0 {
+            world.net.kill(b).await;
+        } else {
+            world.net.kill_process(b).await;
+            tokio::time::sleep(Duration::from_millis(100 * round as u64)).await;
+            world.net.remove_member(b);
+        }
+        for (session, follower) in sessions.iter_mut() {
+            let rejoined = session.next_where("meeting_rejoined", |f| f["type"] == "meeting_rejoined").await;
+            follower.frame(&rejoined);
+            assert_eq!(
+                follower.roster.len(),
+                3,
+                "round {round}: the first snapshot of the new room is whole: {rejoined}"
+            );
+        }
+        // Until everyone is back, follow the events.
+        for (session, follower) in sessions.iter_mut().take(2) {
+            while follower.statuses().iter().filter(|s| *s == "joined").count() < 2 {
+                let frame = session.next_where("everyone back", |f| f["type"] == "meeting_event").await;
+                follower.frame(&frame);
+            }
+            assert!(follower.wrongly_dropped.is_empty(), "round {round}: dropped {:?}", follower.wrongly_dropped);
+        }
+        // Host and lobby are as before: the host admits the walk-in from the rebuilt room.
+        let (host_session, _) = &mut sessions[0];
+        let (roster, _) = host_session.request("r", json!({"type":"ping"})).await;
+        assert_eq!(roster["type"], "pong");
+        let participants = world
+            .net
+            .directory(a)
+            .ask_meeting(meeting, actors::routing::MeetingRequest::Roster { caller: host }, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let actors::routing::MeetingAnswer::Roster { participants, .. } = participants else { panic!() };
+        let host_view = participants.iter().find(|p| p.user_id == host.user_id).unwrap();
+        assert_eq!(host_view.role, actors::model::Role::Host, "round {round}: the host is still the host");
+        let waiting = participants.iter().find(|p| p.user_id == walk_in.user_id).unwrap();
+        assert_eq!(waiting.status, actors::model::ParticipantStatus::Lobby, "round {round}: the walk-in still waits");
+        let admit = json!({"type":"lobby_admit","meeting_id":meeting,"participant_id":waiting.participant_id});
+        let (answer, _) = host_session.request("admit", admit).await;
+        assert_eq!(answer["type"], "ok", "round {round}: the host admits from the rebuilt room: {answer}");
+    }
+}

@@ -140,12 +140,25 @@ impl Node {
         )
         .await
         .context("starting push notifications")?;
+        if config.turn.stun_urls.is_empty() && config.turn.turn_urls.is_empty() {
+            warn!(
+                "no STUN or TURN server configured (STUN_URLS, TURN_URLS): meeting calls work only \
+                 between clients on the same network; calls across NATs will fail"
+            );
+        } else if config.turn.turn_urls.is_empty() {
+            warn!("no TURN server configured (TURN_URLS): calls between clients behind symmetric NATs will fail");
+        }
         let ports = Ports {
             channels: Arc::new(db.clone()),
             presence,
             users: Arc::new(db.clone()),
             push,
             meetings: Arc::new(db.clone()),
+            // Rosters go where every node reads them fastest: Redis when there is one.
+            rooms: match &redis {
+                Some(redis) => Arc::new(redis.clone()),
+                None => Arc::new(db.clone()),
+            },
             ice: Arc::new(config.turn.clone()),
         };
         let directory_config = DirectoryConfig {

@@ -1,8 +1,9 @@
-//! Presence records in Redis, so last-seen survives actor moves and restarts and every node
-//! reads the same value. Keys: `presence:<user_id>` → JSON, expiring after 30 days.
+//! Shared ephemeral state in Redis, readable from every node and outliving actor moves:
+//! presence records (`presence:<user_id>` → JSON, 30 days) and meeting rooms' rosters
+//! (`room:<meeting_id>` → the room's JSON record, 1 day after its last change).
 
 use actors::model::PresenceStatus;
-use actors::ports::{PresenceRecord, PresenceStore, StoreError, StoreResult};
+use actors::ports::{PresenceRecord, PresenceStore, RoomStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
@@ -10,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 const TTL_SECS: u64 = 30 * 24 * 3600;
+/// A room nobody touched for a day is over (its meeting may never have been ended).
+const ROOM_TTL_SECS: u64 = 24 * 3600;
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -58,5 +61,27 @@ impl PresenceStore for RedisPresence {
         let text = serde_json::to_string(&Stored { status: record.status, last_seen: record.last_seen })
             .map_err(|err| StoreError::Unavailable(err.to_string()))?;
         conn.set_ex::<_, _, ()>(key(user_id), text, TTL_SECS).await.map_err(unavailable)
+    }
+}
+
+fn room_key(meeting_id: Uuid) -> String {
+    format!("room:{meeting_id}")
+}
+
+#[async_trait]
+impl RoomStore for RedisPresence {
+    async fn load_room(&self, meeting_id: Uuid) -> StoreResult<Option<String>> {
+        let mut conn = self.conn.clone();
+        conn.get(room_key(meeting_id)).await.map_err(unavailable)
+    }
+
+    async fn save_room(&self, meeting_id: Uuid, record: &str) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        conn.set_ex::<_, _, ()>(room_key(meeting_id), record, ROOM_TTL_SECS).await.map_err(unavailable)
+    }
+
+    async fn delete_room(&self, meeting_id: Uuid) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        conn.del::<_, ()>(room_key(meeting_id)).await.map_err(unavailable)
     }
 }

@@ -174,7 +174,7 @@ impl ClosedOrError for WsClient {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signaling_crosses_nodes_and_a_killed_room_is_rebuilt_from_rejoining_clients() {
+async fn signaling_crosses_nodes_and_a_killed_room_is_rebuilt_from_its_saved_roster() {
     let Some(mut cluster) = ClusterSandbox::start(3).await else { return };
     let admin = cluster.company(0).await;
     let bob = admin.add_user("bob").await;
@@ -186,8 +186,10 @@ async fn signaling_crosses_nodes_and_a_killed_room_is_rebuilt_from_rejoining_cli
 
     let mut a = admin.on(&cluster.nodes[others[0]].http()).connect().await;
     let mut b = bob.on(&cluster.nodes[others[1]].http()).connect().await;
-    let a_pid = a.ok(json!({"type":"meeting_join","meeting_id":meeting_id})).await["participant_id"].clone();
-    let b_pid = b.ok(json!({"type":"meeting_join","meeting_id":meeting_id})).await["participant_id"].clone();
+    let a_joined = a.ok(json!({"type":"meeting_join","meeting_id":meeting_id})).await;
+    let b_joined = b.ok(json!({"type":"meeting_join","meeting_id":meeting_id})).await;
+    let (a_pid, b_pid) = (a_joined["participant_id"].clone(), b_joined["participant_id"].clone());
+    let first_run = b_joined["incarnation"].as_u64().unwrap();
     let mut latencies = Vec::new();
     for n in 0..30 {
         let started = Instant::now();
@@ -195,32 +197,43 @@ async fn signaling_crosses_nodes_and_a_killed_room_is_rebuilt_from_rejoining_cli
         let signal = b.next_of("signal").await;
         latencies.push(started.elapsed());
         assert_eq!((signal["from"].clone(), signal["payload"]["n"].as_i64()), (a_pid.clone(), Some(n)), "in order");
+        assert_eq!(signal["from_user"], admin.user_id.to_string(), "signals name the sending user");
     }
     latencies.sort();
     eprintln!("cross-node signal relay over 3 nodes: p50 {:?} p99 {:?}", latencies[15], latencies[29]);
 
-    // Kill the node running the room; both clients' nodes survive and rejoin for them.
+    // Kill the node running the room; both clients' nodes survive and rejoin for them. The
+    // first snapshot of the new run is already whole (the roster was saved), with the same
+    // participant ids: a client that follows PROTOCOL.md keeps its peer connections.
     let killed = Instant::now();
     cluster.kill(room).await;
-    cluster.wait_for_members(2, Duration::from_secs(30)).await;
+    for (ws, me) in [(&mut a, &a_pid), (&mut b, &b_pid)] {
+        let rejoined = ws.next_of("meeting_rejoined").await;
+        assert_ne!(rejoined["incarnation"].as_u64(), Some(first_run), "a new run of the room");
+        assert_eq!(&rejoined["participant_id"], me, "same participant id after the rebuild");
+        let ids: BTreeSet<String> = rejoined["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["participant_id"].as_str().unwrap().to_owned())
+            .collect();
+        let expected: BTreeSet<String> = [&a_pid, &b_pid].iter().map(|id| id.as_str().unwrap().to_owned()).collect();
+        assert_eq!(ids, expected, "the whole roster from the first snapshot: {rejoined}");
+        let host = rejoined["participants"].as_array().unwrap().iter().find(|p| p["role"] == "host").unwrap();
+        assert_eq!(host["user_id"], admin.user_id.to_string(), "the host is still the host");
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, roster) =
             admin.on(&cluster.nodes[others[0]].http()).get(&format!("/v1/meetings/{meeting_id}/participants")).await;
         let joined: Vec<&Value> = roster["participants"].as_array().map(|p| p.iter().collect()).unwrap_or_default();
         if joined.len() == 2 && joined.iter().all(|p| p["status"] == "joined") {
-            eprintln!("room rebuilt on a survivor {:?} after kill -9", killed.elapsed());
+            eprintln!("room rebuilt with everyone joined {:?} after kill -9", killed.elapsed());
             break;
         }
         assert!(Instant::now() < deadline, "room not rebuilt: {roster}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (_, roster) =
-        admin.on(&cluster.nodes[others[0]].http()).get(&format!("/v1/meetings/{meeting_id}/participants")).await;
-    let b_new =
-        roster["participants"].as_array().unwrap().iter().find(|p| p["user_id"] == bob.user_id.to_string()).unwrap()
-            ["participant_id"]
-            .clone();
-    a.ok(json!({"type":"signal","meeting_id":meeting_id,"to":b_new,"kind":"offer","payload":{"restart":true}})).await;
+    a.ok(json!({"type":"signal","meeting_id":meeting_id,"to":b_pid,"kind":"offer","payload":{"restart":true}})).await;
     assert_eq!(b.next_of("signal").await["payload"]["restart"], true, "signaling works in the rebuilt room");
 }

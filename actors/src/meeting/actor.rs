@@ -8,8 +8,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use super::state::{Directed, MeetingConfig, MeetingRoom, RoomEffect};
+use super::state::{Directed, MeetingConfig, MeetingRoom, RoomEffect, RoomRecord};
 use crate::channel::Reply;
+use crate::cluster::rand_incarnation;
 use crate::context::RoomContext;
 use crate::delivery::{Gone, SessionSink};
 use crate::lifecycle::IdleTimer;
@@ -68,8 +69,13 @@ impl MeetingState {
     fn perform(&mut self, myself: &ActorRef<MeetingMsg>) {
         for effect in self.room.drain() {
             match effect {
-                RoomEffect::Send { sessions, text } => {
-                    let delivery = Delivery::new(DeliveryKind::Direct, text, self.context.node);
+                RoomEffect::Send { sessions, text, version } => {
+                    let kind = DeliveryKind::Meeting {
+                        meeting_id: self.room.meeting_id(),
+                        incarnation: self.room.incarnation(),
+                        version,
+                    };
+                    let delivery = Delivery::new(kind, text, self.context.node);
                     for session in sessions {
                         if !self.deliver(session, &delivery) {
                             debug!(session_id = %session.session_id, "participant unreachable");
@@ -86,6 +92,29 @@ impl MeetingState {
             self.sinks.clear();
         } else {
             self.empty_since = None;
+        }
+    }
+
+    /// Saves the roster where every node can read it, when it changed; forgets it when the
+    /// room is over. A failed save is logged: the meeting goes on, only a rebuild would be
+    /// poorer.
+    async fn save(&mut self) {
+        let meeting_id = self.room.meeting_id();
+        let rooms = self.context.ports.rooms.clone();
+        if self.room.is_ended() || (self.room.is_empty() && self.room.needs_save()) {
+            if let Err(err) = rooms.delete_room(meeting_id).await {
+                warn!(%meeting_id, error = %err, "room record not deleted");
+            }
+            self.room.saved(self.room.version());
+            return;
+        }
+        if !self.room.needs_save() {
+            return;
+        }
+        let version = self.room.version();
+        match rooms.save_room(meeting_id, &self.room.record().encode()).await {
+            Ok(()) => self.room.saved(version),
+            Err(err) => warn!(%meeting_id, error = %err, "room record not saved"),
         }
     }
 
@@ -163,14 +192,32 @@ impl Actor for MeetingRoomActor {
         myself: ActorRef<MeetingMsg>,
         args: MeetingArgs,
     ) -> Result<MeetingState, ActorProcessingErr> {
-        Ok(MeetingState {
-            room: MeetingRoom::new(args.info, args.config),
+        let meeting_id = args.info.meeting_id;
+        let incarnation = rand_incarnation();
+        let record = match args.context.ports.rooms.load_room(meeting_id).await {
+            Ok(record) => record.and_then(|text| RoomRecord::decode(&text)),
+            Err(err) => {
+                warn!(%meeting_id, error = %err, "room record not loaded, the room starts empty");
+                None
+            }
+        };
+        let room = match record {
+            Some(record) if !args.info.ended => {
+                info!(%meeting_id, participants = record.participants.len(), version = record.version, "room rebuilt");
+                MeetingRoom::rebuild(args.info, args.config, record, incarnation)
+            }
+            _ => MeetingRoom::new(args.info, args.config, incarnation),
+        };
+        let mut state = MeetingState {
+            room,
             context: args.context,
             idle: IdleTimer::start(&myself, args.config.idle_timeout, || MeetingMsg::IdleCheck),
             config: args.config,
             sinks: HashMap::new(),
             empty_since: Some(Instant::now()),
-        })
+        };
+        state.perform(&myself);
+        Ok(state)
     }
 
     async fn post_stop(
@@ -192,6 +239,8 @@ impl Actor for MeetingRoomActor {
             MeetingMsg::Request { request, reply } => {
                 let answer = state.serve(&myself, request).await;
                 state.perform(&myself);
+                // Saved before the answer: whoever saw a change finds it in a rebuilt room.
+                state.save().await;
                 if reply.send(answer.map_err(RouteError::Request)).is_err() {
                     debug!(meeting_id = %state.room.meeting_id(), "requester went away");
                 }
@@ -199,10 +248,12 @@ impl Actor for MeetingRoomActor {
             MeetingMsg::Expire { participant_id, generation } => {
                 state.room.expire(participant_id, generation);
                 state.perform(&myself);
+                state.save().await;
             }
             MeetingMsg::Forget(gone) => {
                 state.room.sessions_gone(|addr| Gone::any_covers(&gone, addr));
                 state.perform(&myself);
+                state.save().await;
             }
             MeetingMsg::IdleCheck => {
                 let idle = state.empty_since.is_some_and(|since| since.elapsed() >= state.config.idle_timeout);

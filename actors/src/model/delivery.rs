@@ -21,7 +21,10 @@ pub enum DeliveryKind {
     Channel { channel_id: Uuid },
     /// A watched user's presence changed.
     Presence { user_id: Uuid, status: PresenceStatus },
-    /// A frame for this session only (a notification, a meeting event or signal).
+    /// A meeting's roster event from room `incarnation` at `version`: a session passes events
+    /// on in order after the snapshot it forwarded, and rejoins when a new incarnation speaks.
+    Meeting { meeting_id: Uuid, incarnation: u64, version: u64 },
+    /// A frame for this session only (a notification, a signal).
     Direct,
     /// Not a frame: the actor holding this session's subscription to the channel stopped
     /// (idle, moved, reloading), so the session must subscribe again to keep receiving.
@@ -54,7 +57,7 @@ impl Delivery {
             | DeliveryKind::Typing { channel_id, .. }
             | DeliveryKind::Channel { channel_id }
             | DeliveryKind::Resubscribe { channel_id } => Some(channel_id),
-            DeliveryKind::Presence { .. } | DeliveryKind::Direct => None,
+            DeliveryKind::Presence { .. } | DeliveryKind::Meeting { .. } | DeliveryKind::Direct => None,
         }
     }
 

@@ -23,6 +23,9 @@ pub enum ParticipantStatus {
     Joined,
     /// The socket dropped; back to `joined` on rejoin, removed after the grace period.
     Disconnected,
+    /// The room was rebuilt on another node (its node died) and this participant has not
+    /// rejoined it yet; back to `joined` on rejoin, removed after the grace period.
+    Reconnecting,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -42,6 +45,9 @@ pub struct ParticipantView {
     pub status: ParticipantStatus,
     pub state: MediaState,
     pub joined_at: UnixMillis,
+    /// Order of arrival in the meeting, kept across rebuilds: of two participants, the one
+    /// with the higher `order` is the polite peer of their pair.
+    pub order: u64,
 }
 
 /// A change to a participant's media state; `None` leaves a field as it is.

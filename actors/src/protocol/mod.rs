@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::model::{ChannelSeq, ErrorCode, PresenceStatus, SignalKind};
 
-pub use meeting::{meeting_event_frame, signal_frame, RoomEvent};
+pub use meeting::{meeting_event_frame, signal_frame, RoomEvent, RoomPosition, SignalRoute};
 pub use server::ServerFrame;
 
 /// Largest client frame the session accepts, in bytes; larger frames get `payload_too_large`.

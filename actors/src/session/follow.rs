@@ -11,6 +11,7 @@ use ractor::ActorRef;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
+use super::meeting_follow::MeetingEventAction;
 use super::meetings::start_join;
 use super::replay::replay;
 use super::subscriptions::EventAction;
@@ -72,6 +73,17 @@ pub(super) async fn on_delivery(myself: &ActorRef<SessionMsg>, state: &mut Sessi
                 state.push(myself, delivery.text);
             }
         }
+        DeliveryKind::Meeting { meeting_id, incarnation, version } => {
+            match state.meetings.on_event(meeting_id, incarnation, version, &delivery.text) {
+                MeetingEventAction::Push => state.push(myself, delivery.text),
+                MeetingEventAction::Drop | MeetingEventAction::Held => {}
+                MeetingEventAction::Rejoin => {
+                    // The room was rebuilt on another node and speaks to this session before
+                    // it rejoined: rejoin now rather than wait for the membership to tell.
+                    start_join(myself, state, meeting_id, JoinOrigin::Rejoin { attempt: 0 });
+                }
+            }
+        }
         DeliveryKind::Direct => state.push(myself, delivery.text),
     }
 }
@@ -93,12 +105,9 @@ pub(super) fn on_control(myself: &ActorRef<SessionMsg>, state: &mut SessionState
     }
     let (channels, attach, watches, meetings) = match control {
         // The owners may have moved, or a node restarted under the same id: everything again.
-        SessionControl::Rehome => (
-            state.subscriptions.channels(),
-            true,
-            state.watches.users(),
-            state.meetings.keys().copied().collect::<Vec<_>>(),
-        ),
+        SessionControl::Rehome => {
+            (state.subscriptions.channels(), true, state.watches.users(), state.meetings.meetings())
+        }
         SessionControl::PeerLost(node) => {
             let channels = state.subscriptions.owned_by(node);
             // Whoever was typing there may have stopped unseen: end it now; the new owner's
@@ -106,7 +115,7 @@ pub(super) fn on_control(myself: &ActorRef<SessionMsg>, state: &mut SessionState
             for channel_id in &channels {
                 end_typing(myself, state, *channel_id);
             }
-            let meetings = state.meetings.iter().filter(|(_, owner)| **owner == node).map(|(id, _)| *id).collect();
+            let meetings = state.meetings.owned_by(node);
             (channels, state.attached_at == Some(node), state.watches.owned_by(node), meetings)
         }
     };
@@ -147,7 +156,7 @@ pub(super) fn again(myself: &ActorRef<SessionMsg>, state: &mut SessionState, aga
             }
         }
         Again::Rejoin { meeting_id, attempt } => {
-            if state.meetings.contains_key(&meeting_id) {
+            if state.meetings.contains(meeting_id) {
                 start_join(myself, state, meeting_id, JoinOrigin::Rejoin { attempt });
             }
         }

@@ -123,7 +123,7 @@ async fn on_meeting_frame(
             return start_join(myself, state, meeting_id, JoinOrigin::Client { request_id: id });
         }
         ClientFrame::MeetingLeave { meeting_id } => {
-            state.meetings.remove(&meeting_id);
+            state.meetings.remove(meeting_id);
             (meeting_id, MeetingRequest::Leave { caller, session_id })
         }
         ClientFrame::MeetingState { meeting_id, audio, video, screen, hand } => {
@@ -175,8 +175,8 @@ fn meeting_result(answer: MeetingAnswer) -> serde_json::Value {
     match answer {
         MeetingAnswer::Done => serde_json::Value::Null,
         MeetingAnswer::Participant(participant) => serde_json::to_value(participant).unwrap_or_default(),
-        MeetingAnswer::Roster { version, participants } => {
-            serde_json::json!({ "version": version, "participants": participants })
+        MeetingAnswer::Roster { incarnation, version, participants } => {
+            serde_json::json!({ "incarnation": incarnation, "version": version, "participants": participants })
         }
         joined @ MeetingAnswer::Joined { .. } => serde_json::to_value(joined).unwrap_or_default(),
     }

@@ -23,12 +23,12 @@
 mod follow;
 mod frames;
 pub mod io;
+mod meeting_follow;
 mod meetings;
 mod rate;
 mod replay;
 pub mod subscriptions;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +48,7 @@ pub use io::{
     session_io, CloseFrame, SessionIo, SocketIo, CLOSE_IDLE_TIMEOUT, CLOSE_MESSAGE_TOO_BIG, CLOSE_SERVICE_RESTART,
     CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED,
 };
+use meeting_follow::MeetingFollows;
 use rate::RateLimiter;
 use subscriptions::{Subscriptions, Watches};
 
@@ -106,7 +107,7 @@ pub enum SessionMsg {
     /// A watched user's actor answered a watch again.
     Watched { user_id: Uuid, attempt: u32, result: Result<(NodeId, PresenceView), RequestError> },
     /// A meeting's room answered a join: the answer to send (`ok` or `meeting_rejoined`).
-    MeetingJoined { meeting_id: Uuid, origin: JoinOrigin, result: Result<(NodeId, serde_json::Value), RequestError> },
+    MeetingJoined { meeting_id: Uuid, origin: JoinOrigin, result: Result<(NodeId, meetings::Joined), RequestError> },
 }
 
 /// What a session establishes again, and how many times it tried.
@@ -147,8 +148,8 @@ pub struct SessionState {
     watches: Watches,
     /// Where the user's actor took this session, if it did.
     attached_at: Option<NodeId>,
-    /// Meetings this session joined, with the node whose room answered.
-    meetings: HashMap<Uuid, NodeId>,
+    /// Meetings this session joined (or is joining).
+    meetings: MeetingFollows,
     closed: bool,
 }
 
@@ -227,7 +228,7 @@ impl Actor for SessionActor {
             subscriptions: Subscriptions::default(),
             watches: Watches::default(),
             attached_at: None,
-            meetings: HashMap::new(),
+            meetings: MeetingFollows::default(),
             closed: false,
         };
         state.directory.register_session(state.session_id, Arc::new(SessionHandle(myself.clone())));
@@ -270,9 +271,9 @@ impl Actor for SessionActor {
             state.directory.tell_user(user_id, UserRequest::Unwatch { session_id });
         }
         state.directory.tell_user(state.caller.user_id, UserRequest::Detach { session_id });
-        for meeting_id in state.meetings.keys() {
+        for meeting_id in state.meetings.meetings() {
             let request = MeetingRequest::Disconnected { caller: state.caller, session_id };
-            state.directory.tell_meeting(*meeting_id, request);
+            state.directory.tell_meeting(meeting_id, request);
         }
         info!(%session_id, user_id = %state.caller.user_id, "session ended");
         Ok(())

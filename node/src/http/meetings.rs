@@ -148,8 +148,8 @@ pub async fn participants(
     visible(&state, &auth, meeting_id).await?;
     let request = MeetingRequest::Roster { caller: auth.caller };
     match state.directory.ask_meeting(meeting_id, request, Duration::from_secs(10)).await? {
-        MeetingAnswer::Roster { version, participants } => {
-            Ok(Json(json!({ "version": version, "participants": participants })))
+        MeetingAnswer::Roster { incarnation, version, participants } => {
+            Ok(Json(json!({ "incarnation": incarnation, "version": version, "participants": participants })))
         }
         other => Err(ApiError::internal(format!("unexpected meeting answer {other:?}"))),
     }

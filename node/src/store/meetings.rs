@@ -1,7 +1,7 @@
 //! Meetings and their invitees.
 
 use actors::model::now_millis;
-use actors::ports::{MeetingInfo, MeetingStore, StoreError, StoreResult};
+use actors::ports::{MeetingInfo, MeetingStore, RoomStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -153,6 +153,41 @@ impl MeetingStore for Db {
     async fn mark_ended(&self, meeting_id: Uuid) -> StoreResult<()> {
         sqlx::query("UPDATE meetings SET status = 'ended', ended_at = $1 WHERE id = $2 AND status <> 'ended'")
             .bind(now_millis())
+            .bind(meeting_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RoomStore for Db {
+    async fn load_room(&self, meeting_id: Uuid) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT record FROM meeting_rooms WHERE meeting_id = $1")
+            .bind(meeting_id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.map(|row| row.try_get::<String, _>("record")).transpose().map_err(classify)
+    }
+
+    async fn save_room(&self, meeting_id: Uuid, record: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO meeting_rooms (meeting_id, record, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (meeting_id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+        )
+        .bind(meeting_id.to_string())
+        .bind(record)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn delete_room(&self, meeting_id: Uuid) -> StoreResult<()> {
+        sqlx::query("DELETE FROM meeting_rooms WHERE meeting_id = $1")
             .bind(meeting_id.to_string())
             .execute(&self.pool)
             .await

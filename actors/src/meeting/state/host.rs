@@ -13,7 +13,7 @@ impl MeetingRoom {
         let session = self.target(target)?.session;
         self.version += 1;
         let event = RoomEvent::MuteRequested { participant_id: target, by: host };
-        Ok(Directed { session, text: meeting_event_frame(self.meeting_id(), self.version, &event) })
+        Ok(Directed { session, text: meeting_event_frame(self.meeting_id(), self.at(self.version), &event) })
     }
 
     pub fn host_remove(

@@ -1,11 +1,16 @@
 //! The rules of a meeting room as plain data: the roster, roles, the lobby, host controls
 //! and which signals may pass. Every command changes the room and queues [`RoomEffect`]s (the
 //! frames to send, the timers to set); the actor drains them with [`MeetingRoom::drain`] and
-//! performs them.
+//! performs them, and saves [`MeetingRoom::record`] whenever the roster changed.
+//!
+//! A room that starts on a new node (its previous node died) is rebuilt from that record
+//! ([`MeetingRoom::rebuild`]) with a new incarnation: the same participants, ids, roles,
+//! host, lobby and media state, each `reconnecting` until it rejoins or its grace ends.
 //!
 //! **Invariants:** at most one participant per user (a rejoin takes over the earlier place);
 //! at most one host among joined participants; `version` grows by one with every roster event
-//! any participant is sent; a signal passes only between two joined participants.
+//! any participant is sent, also across rebuilds; a signal passes only between two joined
+//! participants; participant ids and `order` never change for the life of the meeting.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,10 +23,13 @@ use crate::model::{
     SignalKind, StateChange, MAX_SIGNAL_BYTES,
 };
 use crate::ports::MeetingInfo;
-use crate::protocol::{meeting_event_frame, signal_frame, RoomEvent};
+use crate::protocol::{meeting_event_frame, signal_frame, RoomEvent, RoomPosition, SignalRoute};
 use crate::routing::MeetingAnswer;
 
 mod host;
+mod record;
+
+pub use record::{ParticipantRecord, RoomRecord};
 
 #[derive(Debug, Clone, Copy)]
 pub struct MeetingConfig {
@@ -41,8 +49,8 @@ impl Default for MeetingConfig {
 /// What the actor does after a command.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomEffect {
-    /// One frame to these sessions.
-    Send { sessions: Vec<SessionAddr>, text: Arc<str> },
+    /// One roster frame to these sessions, at roster version `version`.
+    Send { sessions: Vec<SessionAddr>, text: Arc<str>, version: u64 },
     /// Report a disconnected participant left once the grace period is over, unless it came
     /// back (its `generation` moved on).
     ExpireLater { participant_id: Uuid, generation: u64 },
@@ -57,9 +65,8 @@ pub struct Directed {
 
 #[derive(Debug, Clone)]
 struct Participant {
+    /// `view.order` is the order of arrival: the later of two peers is the polite one.
     view: ParticipantView,
-    /// Order of arrival in this room: the later of two peers is the polite one.
-    arrival: u64,
     session: SessionAddr,
     /// Bumped on every disconnect and takeover, so a stale expiry does nothing.
     generation: u64,
@@ -68,23 +75,29 @@ struct Participant {
 pub struct MeetingRoom {
     info: MeetingInfo,
     config: MeetingConfig,
+    /// This run of the room.
+    incarnation: u64,
     participants: BTreeMap<Uuid, Participant>,
     by_session: HashMap<Uuid, Uuid>,
     version: u64,
+    /// The version of the last record the actor saved.
+    saved_version: u64,
     arrivals: u64,
     ended: bool,
     effects: Vec<RoomEffect>,
 }
 
 impl MeetingRoom {
-    pub fn new(info: MeetingInfo, config: MeetingConfig) -> Self {
+    pub fn new(info: MeetingInfo, config: MeetingConfig, incarnation: u64) -> Self {
         Self {
             ended: info.ended,
             info,
             config,
+            incarnation,
             participants: BTreeMap::new(),
             by_session: HashMap::new(),
             version: 0,
+            saved_version: 0,
             arrivals: 0,
             effects: Vec::new(),
         }
@@ -94,12 +107,24 @@ impl MeetingRoom {
         self.info.meeting_id
     }
 
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
     pub fn is_empty(&self) -> bool {
         self.participants.is_empty()
     }
 
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    fn at(&self, version: u64) -> RoomPosition {
+        RoomPosition { incarnation: self.incarnation, version }
     }
 
     /// The effects queued since the last drain, in order.
@@ -129,7 +154,7 @@ impl MeetingRoom {
     /// (a joiner gets the snapshot in its answer).
     fn broadcast_except(&mut self, event: RoomEvent, except: Option<Uuid>) {
         self.version += 1;
-        let text: Arc<str> = Arc::from(meeting_event_frame(self.meeting_id(), self.version, &event));
+        let text: Arc<str> = Arc::from(meeting_event_frame(self.meeting_id(), self.at(self.version), &event));
         let waiting = match &event {
             RoomEvent::Lobby { participant } => Some(participant.participant_id),
             _ => None,
@@ -144,7 +169,7 @@ impl MeetingRoom {
             .filter(|p| Some(p.view.participant_id) != except)
             .map(|p| p.session)
             .collect();
-        self.effects.push(RoomEffect::Send { sessions, text });
+        self.effects.push(RoomEffect::Send { sessions, text, version: self.version });
     }
 
     fn broadcast(&mut self, event: RoomEvent) {
@@ -177,8 +202,9 @@ impl MeetingRoom {
         let Some(participant) = self.participants.remove(&participant_id) else { return };
         // The one leaving (removed, denied, timed out) hears it too, before it is gone.
         let event = RoomEvent::Left { participant_id, reason };
-        let text = meeting_event_frame(self.meeting_id(), self.version + 1, &event);
-        self.effects.push(RoomEffect::Send { sessions: vec![participant.session], text: Arc::from(text) });
+        let text = meeting_event_frame(self.meeting_id(), self.at(self.version + 1), &event);
+        let sessions = vec![participant.session];
+        self.effects.push(RoomEffect::Send { sessions, text: Arc::from(text), version: self.version + 1 });
         self.by_session.retain(|_, id| *id != participant_id);
         self.broadcast(event);
         if participant.view.role == Role::Host {
@@ -195,7 +221,7 @@ impl MeetingRoom {
             .participants
             .values()
             .filter(|p| p.view.status == ParticipantStatus::Joined)
-            .min_by_key(|p| (p.view.joined_at, p.arrival))
+            .min_by_key(|p| p.view.order)
             .map(|p| p.view.participant_id);
         if let Some(id) = next {
             self.set_role(id, Role::Host);
@@ -222,6 +248,7 @@ impl MeetingRoom {
         MeetingAnswer::Joined {
             meeting_id: self.meeting_id(),
             me,
+            incarnation: self.incarnation,
             version: self.version,
             participants: self.roster(),
             max_participants: self.config.max_participants,
@@ -246,7 +273,7 @@ impl MeetingRoom {
             let replaced = participant.session.session_id;
             participant.session = session;
             participant.generation += 1;
-            if participant.view.status == ParticipantStatus::Disconnected {
+            if matches!(participant.view.status, ParticipantStatus::Disconnected | ParticipantStatus::Reconnecting) {
                 participant.view.status = ParticipantStatus::Joined;
             }
             let view = participant.view.clone();
@@ -271,6 +298,7 @@ impl MeetingRoom {
             status: if to_lobby { ParticipantStatus::Lobby } else { ParticipantStatus::Joined },
             state: MediaState::default(),
             joined_at: now_millis(),
+            order: self.arrivals + 1,
         };
         if is_host {
             let others: Vec<Uuid> = self
@@ -285,7 +313,7 @@ impl MeetingRoom {
         }
         self.by_session.insert(session.session_id, view.participant_id);
         self.arrivals += 1;
-        let participant = Participant { view: view.clone(), arrival: self.arrivals, session, generation: 0 };
+        let participant = Participant { view: view.clone(), session, generation: 0 };
         self.participants.insert(view.participant_id, participant);
         let event = if to_lobby {
             RoomEvent::Lobby { participant: view.clone() }
@@ -340,10 +368,15 @@ impl MeetingRoom {
 
     /// The grace period of a disconnected participant ended.
     pub fn expire(&mut self, participant_id: Uuid, generation: u64) {
-        let expired = self
-            .participants
-            .get(&participant_id)
-            .is_some_and(|p| p.generation == generation && p.view.status == ParticipantStatus::Disconnected);
+        // Lobby entries expire only after a rebuild (their session never came back); a live
+        // lobby entry that drops is removed at once.
+        let expired = self.participants.get(&participant_id).is_some_and(|p| {
+            p.generation == generation
+                && matches!(
+                    p.view.status,
+                    ParticipantStatus::Disconnected | ParticipantStatus::Reconnecting | ParticipantStatus::Lobby
+                )
+        });
         if expired {
             self.remove(participant_id, "timed_out");
         }
@@ -391,13 +424,19 @@ impl MeetingRoom {
         if target.view.status != ParticipantStatus::Joined || to == from.view.participant_id {
             return Err(RequestError::not_found("participant"));
         }
-        let polite = target.arrival > from.arrival;
-        let text = signal_frame(self.meeting_id(), from.view.participant_id, to, kind, payload, polite);
-        Ok(Directed { session: target.session, text })
+        let route = SignalRoute {
+            meeting_id: self.meeting_id(),
+            incarnation: self.incarnation,
+            from: from.view.participant_id,
+            from_user: from.view.user_id,
+            to,
+            polite: target.view.order > from.view.order,
+        };
+        Ok(Directed { session: target.session, text: signal_frame(route, kind, payload) })
     }
 
     pub fn roster_answer(&self) -> MeetingAnswer {
-        MeetingAnswer::Roster { version: self.version, participants: self.roster() }
+        MeetingAnswer::Roster { incarnation: self.incarnation, version: self.version, participants: self.roster() }
     }
 }
 

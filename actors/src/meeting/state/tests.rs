@@ -43,7 +43,7 @@ fn sent_to(effects: &[RoomEffect], session: &SessionAddr) -> Vec<serde_json::Val
     effects
         .iter()
         .filter_map(|effect| match effect {
-            RoomEffect::Send { sessions, text } if sessions.contains(session) => {
+            RoomEffect::Send { sessions, text, .. } if sessions.contains(session) => {
                 Some(serde_json::from_str(text).unwrap())
             }
             _ => None,
@@ -55,7 +55,7 @@ fn sent_to(effects: &[RoomEffect], session: &SessionAddr) -> Vec<serde_json::Val
 fn the_host_leads_a_rejoin_takes_over_and_the_grace_period_ends_a_drop() {
     let (host, host_session) = user();
     let (guest, guest_session) = user();
-    let mut room = MeetingRoom::new(info(host.user_id, &[], false), MeetingConfig::default());
+    let mut room = MeetingRoom::new(info(host.user_id, &[], false), MeetingConfig::default(), 1);
     let host_view = me(room.join(&host, host_session).unwrap());
     assert_eq!(host_view.role, Role::Host);
     room.drain();
@@ -91,7 +91,7 @@ fn the_lobby_waits_for_the_host_and_the_cap_holds() {
     let (invited, invited_session) = user();
     let (walk_in, walk_in_session) = user();
     let config = MeetingConfig { max_participants: 2, ..MeetingConfig::default() };
-    let mut room = MeetingRoom::new(info(host.user_id, &[invited.user_id], true), config);
+    let mut room = MeetingRoom::new(info(host.user_id, &[invited.user_id], true), config, 1);
     room.join(&host, host_session).unwrap();
     let waiting = me(room.join(&walk_in, walk_in_session).unwrap());
     assert_eq!(waiting.status, ParticipantStatus::Lobby);
@@ -115,7 +115,7 @@ fn the_lobby_waits_for_the_host_and_the_cap_holds() {
 fn signals_pass_only_between_joined_participants_with_a_polite_later_joiner() {
     let (host, host_session) = user();
     let (guest, guest_session) = user();
-    let mut room = MeetingRoom::new(info(host.user_id, &[], false), MeetingConfig::default());
+    let mut room = MeetingRoom::new(info(host.user_id, &[], false), MeetingConfig::default(), 1);
     let host_view = me(room.join(&host, host_session).unwrap());
     let guest_view = me(room.join(&guest, guest_session).unwrap());
     let to_guest =
@@ -142,7 +142,7 @@ fn when_the_host_leaves_the_longest_present_becomes_host_and_only_the_host_ends(
     let (host, host_session) = user();
     let (first, first_session) = user();
     let (second, second_session) = user();
-    let mut room = MeetingRoom::new(info(host.user_id, &[], false), MeetingConfig::default());
+    let mut room = MeetingRoom::new(info(host.user_id, &[], false), MeetingConfig::default(), 1);
     room.join(&host, host_session).unwrap();
     let first_view = me(room.join(&first, first_session).unwrap());
     room.join(&second, second_session).unwrap();
@@ -170,7 +170,7 @@ fn property_roster_invariants_hold_under_any_order() {
         let host = users[0];
         let invitees: Vec<Uuid> = users[1..3].iter().map(|c| c.user_id).collect();
         let config = MeetingConfig { max_participants: 3, ..MeetingConfig::default() };
-        let mut room = MeetingRoom::new(info(host.user_id, &invitees, rng.gen_bool(0.5)), config);
+        let mut room = MeetingRoom::new(info(host.user_id, &invitees, rng.gen_bool(0.5)), config, 1);
         let mut sessions: Vec<(Caller, SessionAddr)> = Vec::new();
         let mut expiries: Vec<(Uuid, u64)> = Vec::new();
         let mut last_version = 0;
@@ -213,4 +213,83 @@ fn property_roster_invariants_hold_under_any_order() {
             last_version = room.version();
         }
     }
+}
+
+/// The room's node died: a new run rebuilt from the saved record has everyone, with their
+/// roles, lobby and media state, `reconnecting` until they rejoin — in any order.
+#[test]
+fn a_rebuilt_room_keeps_host_lobby_and_roster_in_any_rejoin_order() {
+    let (host, host_session) = user();
+    let (invited, invited_session) = user();
+    let (walk_in, walk_in_session) = user();
+    let meeting = info(host.user_id, &[invited.user_id], true);
+    let mut room = MeetingRoom::new(meeting.clone(), MeetingConfig::default(), 1);
+    let host_view = me(room.join(&host, host_session).unwrap());
+    let invited_view = me(room.join(&invited, invited_session).unwrap());
+    let waiting = me(room.join(&walk_in, walk_in_session).unwrap());
+    room.set_state(&invited, invited_session.session_id, StateChange { audio: Some(true), ..StateChange::default() })
+        .unwrap();
+    let record = RoomRecord::decode(&room.record().encode()).expect("the record reads back");
+    let before = room.version();
+
+    let orders: [[usize; 3]; 3] = [[2, 1, 0], [1, 2, 0], [0, 2, 1]];
+    for order in orders {
+        let mut rebuilt = MeetingRoom::rebuild(meeting.clone(), MeetingConfig::default(), record.clone(), 2);
+        assert_eq!(rebuilt.incarnation(), 2);
+        let statuses: Vec<ParticipantStatus> = rebuilt.roster().iter().map(|p| p.status).collect();
+        assert!(statuses.contains(&ParticipantStatus::Lobby) && statuses.contains(&ParticipantStatus::Reconnecting));
+        let expiries = rebuilt.drain().iter().filter(|e| matches!(e, RoomEffect::ExpireLater { .. })).count();
+        assert_eq!(expiries, 3, "everyone gets a grace period in the new run");
+        let people = [(host, host_view.clone()), (invited, invited_view.clone()), (walk_in, waiting.clone())];
+        for index in order {
+            let (caller, view) = &people[index];
+            let session = SessionAddr { node: 7, ..session_of(caller) };
+            let back = me(rebuilt.join(caller, session).unwrap());
+            assert_eq!((back.participant_id, back.role, back.order), (view.participant_id, view.role, view.order));
+            if index == 2 {
+                assert_eq!(back.status, ParticipantStatus::Lobby, "the walk-in still waits, whoever came first");
+            } else {
+                assert_eq!(back.status, ParticipantStatus::Joined);
+            }
+        }
+        let roster = rebuilt.roster();
+        let host_now = roster.iter().find(|p| p.user_id == host.user_id).unwrap();
+        assert_eq!(host_now.role, Role::Host, "the host is the host again, not the first to rejoin");
+        assert!(roster.iter().find(|p| p.user_id == invited.user_id).unwrap().state.audio, "media state kept");
+        assert!(rebuilt.version() > before, "versions go on from the record");
+    }
+}
+
+#[test]
+fn nobody_who_does_not_rejoin_a_rebuilt_room_stays_in_it() {
+    let (host, host_session) = user();
+    let (guest, guest_session) = user();
+    let meeting = info(host.user_id, &[], false);
+    let mut room = MeetingRoom::new(meeting.clone(), MeetingConfig::default(), 1);
+    room.join(&host, host_session).unwrap();
+    let guest_view = me(room.join(&guest, guest_session).unwrap());
+    let mut rebuilt = MeetingRoom::rebuild(meeting, MeetingConfig::default(), room.record(), 2);
+    let expiries: Vec<(Uuid, u64)> = rebuilt
+        .drain()
+        .into_iter()
+        .filter_map(|e| {
+            if let RoomEffect::ExpireLater { participant_id, generation } = e {
+                Some((participant_id, generation))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let again = SessionAddr { node: 7, ..session_of(&host) };
+    rebuilt.join(&host, again).unwrap();
+    for (participant_id, generation) in expiries {
+        rebuilt.expire(participant_id, generation);
+    }
+    let roster = rebuilt.roster();
+    assert_eq!(roster.len(), 1, "the guest never came back: gone after its grace");
+    assert!(roster.iter().all(|p| p.participant_id != guest_view.participant_id));
+    let effects = rebuilt.drain();
+    let left: Vec<serde_json::Value> = sent_to(&effects, &again);
+    assert_eq!(left.last().unwrap()["event"]["reason"], "timed_out");
+    assert_eq!(left.last().unwrap()["incarnation"], 2);
 }
