@@ -61,6 +61,8 @@ if ((build)); then
 fi
 lark_offline_images
 lark_secrets
+# The operator routes (/cluster/status, /metrics) need a token off loopback.
+export METRICS_TOKEN=${METRICS_TOKEN:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 export LARK_PUBLISH=127.0.0.1:$port NODE_RESTART=no
 
 checker=""

@@ -11,7 +11,7 @@
 #   LARK_ADVERTISE=ip advertises the container's IP instead.
 # - SEED_NODES, when unset and LARK_DISCOVER_DNS names the service (e.g. `node`): the other
 #   containers behind that DNS name. A fresh node waits until one of them is a member of a
-#   cluster (its /cluster/status shows a leader) and joins through them. If none is, only the
+#   cluster (its /readyz shows it is a cluster member) and joins through them. If none is, only the
 #   container with the lowest IP bootstraps, and only after the set of names has been stable
 #   for LARK_BOOTSTRAP_SETTLE_SECS; every other one keeps waiting, so that a stack started
 #   with `--scale node=3` forms one cluster, not three. After LARK_DISCOVERY_TIMEOUT_SECS a
@@ -100,7 +100,8 @@ discover() {
         mapfile -t found < <(peers)
         local members=()
         for ip in "${found[@]}"; do
-            if http_get "$ip" "$http_port" /cluster/status | grep -Eq '"leader":[0-9]'; then
+            # /readyz is public (the operator routes need METRICS_TOKEN off loopback).
+            if http_get "$ip" "$http_port" /readyz | grep -Eq '"cluster_member":true'; then
                 members+=("$ip")
             fi
         done

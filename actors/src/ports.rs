@@ -28,6 +28,10 @@ pub enum StoreError {
     /// A newer owner loaded the channel: this writer must stop (nothing was applied).
     #[error("fenced: a newer owner holds the channel")]
     Fenced,
+    /// The store refused the data itself (a reference to a row that is gone, text it cannot
+    /// keep): nothing was applied and retrying the same request cannot succeed.
+    #[error("rejected: {0}")]
+    Rejected(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

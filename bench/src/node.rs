@@ -51,6 +51,9 @@ impl Node {
             .env("MAX_CONNECTIONS", "20000")
             .env("WS_RATE_PER_SEC", "100000")
             .env("WS_RATE_BURST", "100000")
+            // Every bench user logs in from this one address.
+            .env("LOGIN_RATE_PER_MIN", "1000000")
+            .env("SIGNUP_RATE_PER_HOUR", "1000000")
             .env("RUST_LOG", "warn")
             .env_remove("REDIS_URL")
             .stdin(Stdio::null())

@@ -18,13 +18,15 @@ use actors::ports::{Ports, PresenceStore};
 use actors::{Directory, DirectoryConfig};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, patch, post, put};
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tower_http::cors::{Any, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
 
@@ -33,8 +35,10 @@ use crate::cluster_node::NodeCluster;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::{accounts, channels, files, meetings, ops};
+use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::presence::RedisPresence;
+use crate::serve::{serve, ServeLimits};
 use crate::store::{Backend, Db};
 use crate::ws;
 
@@ -52,6 +56,7 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Set in cluster mode.
     pub cluster: Option<Arc<NodeCluster>>,
+    pub limits: Arc<Limits>,
 }
 
 impl AppState {
@@ -63,11 +68,18 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let upload_limit = state.config.max_upload_bytes + 64 * 1024;
     let api = Router::new()
-        .route("/companies", post(accounts::create_company))
-        .route("/auth/login", post(accounts::login))
+        .route(
+            "/companies",
+            post(accounts::create_company).layer(from_fn_with_state(state.clone(), limits::signup_guard)),
+        )
+        .route("/auth/login", post(accounts::login).layer(from_fn_with_state(state.clone(), limits::login_guard)))
         .route("/auth/refresh", post(accounts::refresh))
         .route("/me", get(accounts::me))
-        .route("/users", get(accounts::list_users).post(accounts::create_user))
+        .route(
+            "/users",
+            get(accounts::list_users)
+                .post(accounts::create_user.layer(from_fn_with_state(state.clone(), limits::signup_guard))),
+        )
         .route("/users/{user_id}", get(accounts::get_user))
         .route("/devices", get(accounts::list_devices).post(accounts::register_device))
         .route("/devices/{token}", axum::routing::delete(accounts::delete_device))
@@ -105,6 +117,8 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(actors::model::ErrorCode::MethodNotAllowed, "method not allowed on this route")
         })
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
+        // A body that trickles in slower than this holds a connection for nothing.
+        .layer(RequestBodyTimeoutLayer::new(state.config.body_read_timeout))
         .layer(CorsLayer::new().allow_origin(Any).allow_methods(Any).allow_headers(Any))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -196,6 +210,7 @@ impl Node {
         let listener =
             TcpListener::bind(config.bind_addr).await.with_context(|| format!("binding {}", config.bind_addr))?;
         let addr = listener.local_addr()?;
+        let config_limits = config.limits.clone();
         let state = AppState {
             tokens: Arc::new(Tokens::new(&config.jwt_secret, config.access_token_ttl, config.refresh_token_ttl)),
             connections: Arc::new(Semaphore::new(config.max_connections)),
@@ -206,27 +221,16 @@ impl Node {
             metrics: Arc::new(Metrics::new()),
             shutdown: shutdown_rx,
             cluster: node_cluster,
+            limits: Limits::new(config_limits),
         };
         let app = router(state.clone());
         let serve_state = state.clone();
+        let limits = ServeLimits {
+            header_read_timeout: state.config.header_read_timeout,
+            max_http_connections: state.config.max_http_connections,
+        };
         let task = tokio::spawn(async move {
-            let mut stop = serve_state.shutdown.clone();
-            // Frames are small and latency matters: no Nagle delay on client sockets.
-            let listener = listener.tap_io(|tcp| {
-                if let Err(err) = tcp.set_nodelay(true) {
-                    warn!(error = %err, "cannot set TCP_NODELAY");
-                }
-            });
-            let served = axum::serve(listener, app.into_make_service())
-                .with_graceful_shutdown(async move {
-                    if stop.wait_for(|stopping| *stopping).await.is_err() {
-                        warn!("shutdown sender dropped");
-                    }
-                })
-                .await;
-            if let Err(err) = served {
-                warn!(error = %err, "http server ended with an error");
-            }
+            serve(listener, app, limits, serve_state.shutdown.clone()).await;
             drain(&serve_state).await;
         });
         info!(%addr, node_id = %state.config.node_id, "node listening");

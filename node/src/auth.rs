@@ -143,13 +143,26 @@ impl AuthUser {
     }
 }
 
+impl AuthUser {
+    /// Checks an access token and that its user still exists in the company it names: a
+    /// signed token outlives its user (deleted) and a token's claims are only as good as the
+    /// key, so both are checked against the database (one primary-key read).
+    pub async fn authorize(state: &AppState, token: &str) -> Result<Self, ApiError> {
+        let claims = state.tokens.verify(token, TokenKind::Access)?;
+        match actors::ports::UserDirectory::company_of(&state.db, claims.sub).await? {
+            Some(company) if company == claims.cid => Ok(Self::from_claims(&claims)),
+            Some(_) => Err(ApiError::unauthorized("token does not match its user's company")),
+            None => Err(ApiError::unauthorized("user no longer exists")),
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers).ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
-        let claims = state.tokens.verify(token, TokenKind::Access)?;
-        Ok(Self::from_claims(&claims))
+        Self::authorize(state, token).await
     }
 }
 

@@ -31,14 +31,19 @@ pub struct Config {
     pub max_ws_message_bytes: usize,
     /// Most concurrent WebSocket connections (`MAX_CONNECTIONS`).
     pub max_connections: usize,
+    /// Most HTTP connections served at once, WebSockets apart (`MAX_HTTP_CONNECTIONS`).
+    pub max_http_connections: usize,
+    /// Request headers must arrive within this (`HEADER_READ_TIMEOUT_MS`).
+    pub header_read_timeout: Duration,
+    /// Request bodies must arrive within this (`BODY_READ_TIMEOUT_MS`).
+    pub body_read_timeout: Duration,
     /// Frames queued for one slow client before it is disconnected (`OUTBOUND_QUEUE`).
     pub outbound_queue: usize,
     pub heartbeat_interval: Duration,
     pub idle_timeout: Duration,
     pub typing_ttl: Duration,
-    /// Frames per second and burst a connection may send (`WS_RATE_PER_SEC`, `WS_RATE_BURST`).
-    pub ws_rate_per_sec: f64,
-    pub ws_rate_burst: f64,
+    /// Rate limits: logins and sign-ups per client address, WebSocket frames per user.
+    pub limits: crate::limits::LimitConfig,
     /// Bearer token required on `/metrics` (`METRICS_TOKEN`); unset leaves it open.
     pub metrics_token: Option<String>,
     /// `json` for production logs, anything else for human-readable ones (`LOG_FORMAT`).
@@ -103,12 +108,26 @@ impl Config {
             max_upload_bytes: parsed("MAX_UPLOAD_BYTES", 10 * 1024 * 1024)?,
             max_ws_message_bytes: parsed("MAX_WS_MESSAGE_BYTES", 1024 * 1024)?,
             max_connections: parsed("MAX_CONNECTIONS", 50_000)?,
+            max_http_connections: parsed("MAX_HTTP_CONNECTIONS", 4096)?,
+            header_read_timeout: millis("HEADER_READ_TIMEOUT_MS", 10_000)?,
+            body_read_timeout: millis("BODY_READ_TIMEOUT_MS", 30_000)?,
             outbound_queue: parsed("OUTBOUND_QUEUE", 512)?,
             heartbeat_interval: millis("HEARTBEAT_INTERVAL_MS", 15_000)?,
             idle_timeout: millis("IDLE_TIMEOUT_MS", 45_000)?,
             typing_ttl: millis("TYPING_TTL_MS", 5_000)?,
-            ws_rate_per_sec: parsed("WS_RATE_PER_SEC", 50.0)?,
-            ws_rate_burst: parsed("WS_RATE_BURST", 100.0)?,
+            limits: crate::limits::LimitConfig {
+                login_per_min: parsed("LOGIN_RATE_PER_MIN", 20)?,
+                signup_per_hour: parsed("SIGNUP_RATE_PER_HOUR", 30)?,
+                frames_per_sec: parsed("WS_RATE_PER_SEC", 50.0)?,
+                frames_burst: parsed("WS_RATE_BURST", 100.0)?,
+                trusted_proxies: crate::limits::parse_proxies(&var("TRUSTED_PROXIES").unwrap_or_default()).map_err(
+                    |reason| ConfigError {
+                        name: "TRUSTED_PROXIES",
+                        value: var("TRUSTED_PROXIES").unwrap_or_default(),
+                        reason,
+                    },
+                )?,
+            },
             metrics_token: var("METRICS_TOKEN"),
             log_json: var("LOG_FORMAT").is_some_and(|format| format.eq_ignore_ascii_case("json")),
             shutdown_grace: millis("SHUTDOWN_GRACE_MS", 5_000)?,
@@ -145,12 +164,20 @@ impl Config {
             max_upload_bytes: 256 * 1024,
             max_ws_message_bytes: 256 * 1024,
             max_connections: 1000,
+            max_http_connections: 1000,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
             outbound_queue: 256,
             heartbeat_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
             typing_ttl: Duration::from_secs(5),
-            ws_rate_per_sec: 200.0,
-            ws_rate_burst: 400.0,
+            limits: crate::limits::LimitConfig {
+                login_per_min: 100_000,
+                signup_per_hour: 100_000,
+                frames_per_sec: 200.0,
+                frames_burst: 400.0,
+                trusted_proxies: Vec::new(),
+            },
             metrics_token: None,
             log_json: false,
             shutdown_grace: Duration::from_secs(2),
@@ -234,8 +261,7 @@ impl fmt::Debug for Config {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("idle_timeout", &self.idle_timeout)
             .field("typing_ttl", &self.typing_ttl)
-            .field("ws_rate_per_sec", &self.ws_rate_per_sec)
-            .field("ws_rate_burst", &self.ws_rate_burst)
+            .field("limits", &self.limits)
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
             .field("log_json", &self.log_json)
             .field("shutdown_grace", &self.shutdown_grace)

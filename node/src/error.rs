@@ -70,6 +70,10 @@ impl From<StoreError> for ApiError {
                 warn!(%detail, "conflict");
                 Self::new(ErrorCode::Conflict, "already exists")
             }
+            StoreError::Rejected(detail) => {
+                warn!(%detail, "the database refused the request's data");
+                Self::invalid("the request refers to something that does not exist or holds unstorable text")
+            }
             other => {
                 warn!(error = %other, "store failed");
                 Self(RequestError::unavailable())
@@ -85,17 +89,38 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// JSON body extractor whose rejections are [`ApiError`]s.
+/// JSON body extractor whose rejections are [`ApiError`]s. It refuses text that no store can
+/// keep (NUL characters) and names the field a body fails on.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let value = match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(value)) => value,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        if let Some(field) = actors::protocol::text_with_nul(&value) {
+            return Err(ApiError::invalid(format!("{field} must not contain NUL characters (\\u0000)")));
         }
+        serde_path_to_error::deserialize(value).map(Self).map_err(|err| {
+            let path = err.path().to_string();
+            if path == "." {
+                ApiError::invalid(err.into_inner().to_string())
+            } else {
+                ApiError::invalid(format!("field `{path}`: {}", err.into_inner()))
+            }
+        })
+    }
+}
+
+/// Refuses a percent-encoded NUL in a path or query: no store can keep it.
+fn refuse_nul(raw: &str) -> Result<(), ApiError> {
+    if raw.to_ascii_lowercase().contains("%00") {
+        Err(ApiError::invalid("the request must not contain NUL characters (%00)"))
+    } else {
+        Ok(())
     }
 }
 
@@ -117,6 +142,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        refuse_nul(parts.uri.path())?;
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| Self(value))
@@ -131,6 +157,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        refuse_nul(parts.uri.query().unwrap_or_default())?;
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| Self(value))

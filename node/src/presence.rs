@@ -38,6 +38,29 @@ impl RedisPresence {
     }
 }
 
+impl RedisPresence {
+    /// Counts one hit on `key` in a fixed window of `window_secs`; returns the count so far
+    /// and the seconds left in the window.
+    pub async fn window_hit(&self, key: &str, window_secs: u64) -> Result<(u64, u64), StoreError> {
+        let mut conn = self.conn.clone();
+        let (count, ttl): (u64, i64) = redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg(key)
+            .cmd("EXPIRE")
+            .arg(key)
+            .arg(window_secs)
+            .arg("NX")
+            .ignore()
+            .cmd("TTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok((count, u64::try_from(ttl).unwrap_or(window_secs)))
+    }
+}
+
 fn unavailable(err: redis::RedisError) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }

@@ -27,7 +27,7 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::auth::{bearer, AuthUser, TokenKind};
+use crate::auth::{bearer, AuthUser};
 use crate::error::{ApiError, ApiQuery};
 
 /// Read and write buffer of each socket.
@@ -47,7 +47,7 @@ pub async fn upgrade(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let token = bearer(&headers).or(params.token.as_deref()).ok_or_else(|| ApiError::unauthorized("missing token"))?;
-    let auth = AuthUser::from_claims(&state.tokens.verify(token, TokenKind::Access)?);
+    let auth = AuthUser::authorize(&state, token).await?;
     if *state.shutdown.borrow() {
         return Err(ApiError(RequestError::unavailable()));
     }
@@ -80,8 +80,8 @@ fn session_config(state: &AppState) -> SessionConfig {
     SessionConfig {
         heartbeat_interval: config.heartbeat_interval,
         idle_timeout: config.idle_timeout,
-        rate_burst: config.ws_rate_burst,
-        rate_per_sec: config.ws_rate_per_sec,
+        rate_burst: config.limits.frames_burst,
+        rate_per_sec: config.limits.frames_per_sec,
         ..SessionConfig::default()
     }
 }
@@ -102,6 +102,7 @@ where
         directory: state.directory.clone(),
         io,
         config: session_config(&state),
+        limiter: Some(state.limits.frames()),
     };
     let session = match Actor::spawn(None, SessionActor, args).await {
         Ok((session, _)) => session,

@@ -158,6 +158,11 @@ impl Api {
         Api { base: base.to_owned(), ..self.clone() }
     }
 
+    /// The same client with another bearer token (and company claim).
+    pub fn with_token(&self, token: &str, company_id: Uuid) -> Api {
+        Api { token: token.to_owned(), company_id, ..self.clone() }
+    }
+
     fn from_login(base: &str, slug: &str, answer: &Value) -> Api {
         let user = &answer["user"];
         Api {

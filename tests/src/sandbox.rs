@@ -120,6 +120,9 @@ impl ClusterSandbox {
             .env("RAFT_ELECTION_MAX_MS", "800")
             .env("DEAD_AFTER_MS", "1500")
             .env("SHUTDOWN_GRACE_MS", "1000")
+            // Every test user logs in from this one machine.
+            .env("LOGIN_RATE_PER_MIN", "1000000")
+            .env("SIGNUP_RATE_PER_HOUR", "1000000")
             .env("RUST_LOG", "info,sqlx=warn,tower_http=warn")
             .stdout(Stdio::from(log.try_clone().expect("log file")))
             .stderr(Stdio::from(log))

@@ -100,6 +100,10 @@ fn store_failure(channel_id: Uuid, err: StoreError) -> Failure {
             warn!(%channel_id, "a newer owner holds the channel, stopping");
             Failure::Fenced
         }
+        StoreError::Rejected(detail) => {
+            warn!(%channel_id, %detail, "the store refused the data, write aborted");
+            Failure::Refused(RequestError::invalid("the request refers to something that no longer exists"))
+        }
     }
 }
 

@@ -182,16 +182,75 @@ pub fn parse_client_frame(text: &str) -> Result<(Option<String>, ClientFrame), F
     if text.len() > MAX_CLIENT_FRAME_BYTES {
         return Err(too_large(request_id));
     }
-    let frame_type = object.get("type").and_then(|t| t.as_str()).map(str::to_owned);
-    serde_json::from_value::<ClientFrame>(value).map(|frame| (request_id.clone(), frame)).map_err(|err| {
-        let unknown = err.to_string().starts_with("unknown variant");
-        FrameError {
+    if let Some(field) = text_with_nul(&value) {
+        return Err(FrameError {
             request_id,
-            code: if unknown { ErrorCode::UnknownType } else { ErrorCode::BadFrame },
-            message: match frame_type {
-                Some(t) if unknown => format!("unknown frame type {t:?}"),
-                _ => format!("malformed frame: {err}"),
-            },
+            code: ErrorCode::Invalid,
+            message: format!("{field} must not contain NUL characters (\\u0000)"),
+        });
+    }
+    let frame_type = value.get("type").and_then(|t| t.as_str()).map(str::to_owned);
+    let fields = value.clone();
+    serde_json::from_value::<ClientFrame>(value).map(|frame| (request_id.clone(), frame)).map_err(|err| {
+        let message = err.to_string();
+        // serde names the unknown value, not where it stood: find the field that holds it.
+        let unknown = unknown_variant(&message);
+        match (unknown, &frame_type) {
+            (Some(variant), Some(t)) if variant == t => {
+                FrameError { request_id, code: ErrorCode::UnknownType, message: format!("unknown frame type {t:?}") }
+            }
+            (Some(variant), _) => {
+                let field = field_holding(&fields, variant).unwrap_or_else(|| "a field".to_owned());
+                FrameError { request_id, code: ErrorCode::Invalid, message: format!("{field}: {message}") }
+            }
+            (None, _) => {
+                FrameError { request_id, code: ErrorCode::BadFrame, message: format!("malformed frame: {err}") }
+            }
+        }
+    })
+}
+
+/// The value of serde's "unknown variant `x`, expected ..." message.
+fn unknown_variant(message: &str) -> Option<&str> {
+    message.strip_prefix("unknown variant `")?.split('`').next()
+}
+
+/// The top-level field of `frame` whose value is the string `value`, as `field \`name\``.
+fn field_holding(frame: &serde_json::Value, value: &str) -> Option<String> {
+    frame.as_object()?.iter().find(|(_, v)| v.as_str() == Some(value)).map(|(key, _)| format!("field `{key}`"))
+}
+
+/// The path of the first string (or key) that holds a NUL character, e.g. `field \`body\``:
+/// no store can keep it (Postgres refuses it) and no client means it.
+pub fn text_with_nul(value: &serde_json::Value) -> Option<String> {
+    fn walk(value: &serde_json::Value, path: &mut Vec<String>) -> bool {
+        match value {
+            serde_json::Value::String(text) => text.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().enumerate().any(|(index, item)| {
+                path.push(index.to_string());
+                let found = walk(item, path);
+                if !found {
+                    path.pop();
+                }
+                found
+            }),
+            serde_json::Value::Object(fields) => fields.iter().any(|(key, item)| {
+                path.push(key.clone());
+                let found = key.contains('\0') || walk(item, path);
+                if !found {
+                    path.pop();
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    let mut path = Vec::new();
+    walk(value, &mut path).then(|| {
+        if path.is_empty() {
+            "the frame".to_owned()
+        } else {
+            format!("field `{}`", path.join("."))
         }
     })
 }
@@ -199,6 +258,28 @@ pub fn parse_client_frame(text: &str) -> Result<(Option<String>, ClientFrame), F
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_values_name_their_field_and_nul_is_refused() {
+        let bad_kind = parse_client_frame(
+            r#"{"id":"s","type":"signal","meeting_id":"00000000-0000-0000-0000-000000000000","to":"00000000-0000-0000-0000-000000000000","kind":"bogus","payload":{}}"#,
+        )
+        .unwrap_err();
+        assert_eq!((bad_kind.code, bad_kind.request_id.as_deref()), (ErrorCode::Invalid, Some("s")));
+        assert!(bad_kind.message.starts_with("field `kind`"), "{}", bad_kind.message);
+        let bad_status = parse_client_frame(r#"{"type":"presence_set","status":"busy"}"#).unwrap_err();
+        assert_eq!(bad_status.code, ErrorCode::Invalid);
+        assert!(bad_status.message.contains("field `status`"), "{}", bad_status.message);
+        let nul = parse_client_frame(
+            r#"{"id":"n","type":"send","channel_id":"00000000-0000-0000-0000-000000000000","client_msg_id":"c","body":"a\u0000b"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (nul.code, nul.message.as_str()),
+            (ErrorCode::Invalid, "field `body` must not contain NUL characters (\\u0000)")
+        );
+        assert_eq!(text_with_nul(&serde_json::json!({"a": [1, {"b\u{0}": 2}]})).as_deref(), Some("field `a.1.b\u{0}`"));
+    }
 
     #[test]
     fn parses_frame_with_request_id() {

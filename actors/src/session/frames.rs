@@ -16,7 +16,7 @@ use crate::routing::{ChannelAnswer, ChannelRequest, MeetingAnswer, MeetingReques
 
 pub(super) async fn on_inbound(myself: &ActorRef<SessionMsg>, state: &mut SessionState, text: &str) {
     let parsed = parse_client_frame(text);
-    if !state.limiter.allow() {
+    if !state.limiter.allow(state.caller.user_id) {
         let id = match &parsed {
             Ok((id, _)) => id.clone(),
             Err(bad) => bad.request_id.clone(),

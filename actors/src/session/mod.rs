@@ -25,7 +25,7 @@ mod frames;
 pub mod io;
 mod meeting_follow;
 mod meetings;
-mod rate;
+pub mod rate;
 mod replay;
 pub mod subscriptions;
 
@@ -49,7 +49,7 @@ pub use io::{
     CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED,
 };
 use meeting_follow::MeetingFollows;
-use rate::RateLimiter;
+use rate::{FrameLimiter, SocketBucket};
 use subscriptions::{Subscriptions, Watches};
 
 #[derive(Debug, Clone, Copy)]
@@ -135,6 +135,8 @@ pub struct SessionArgs {
     pub directory: Directory,
     pub io: SessionIo,
     pub config: SessionConfig,
+    /// Shared by every socket of the user on this node; `None`: a bucket for this socket.
+    pub limiter: Option<Arc<dyn FrameLimiter>>,
 }
 
 pub struct SessionState {
@@ -143,7 +145,7 @@ pub struct SessionState {
     directory: Directory,
     io: SessionIo,
     config: SessionConfig,
-    limiter: RateLimiter,
+    limiter: Arc<dyn FrameLimiter>,
     subscriptions: Subscriptions,
     watches: Watches,
     /// Where the user's actor took this session, if it did.
@@ -224,7 +226,9 @@ impl Actor for SessionActor {
             directory: args.directory,
             io: args.io,
             config: args.config,
-            limiter: RateLimiter::new(args.config.rate_burst, args.config.rate_per_sec),
+            limiter: args
+                .limiter
+                .unwrap_or_else(|| Arc::new(SocketBucket::new(args.config.rate_burst, args.config.rate_per_sec))),
             subscriptions: Subscriptions::default(),
             watches: Watches::default(),
             attached_at: None,

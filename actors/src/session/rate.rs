@@ -1,27 +1,40 @@
-//! A token bucket for a client's inbound frames.
+//! Limits on a client's inbound frames.
 
+use std::sync::Mutex;
 use std::time::Instant;
 
-pub struct RateLimiter {
-    tokens: f64,
-    burst: f64,
-    per_sec: f64,
-    last: Instant,
+use uuid::Uuid;
+
+/// Decides whether a user may send one more frame now. The node shares one limiter across
+/// every socket of a user, so opening more sockets buys no more frames.
+pub trait FrameLimiter: Send + Sync + 'static {
+    fn allow(&self, user_id: Uuid) -> bool;
 }
 
-impl RateLimiter {
-    pub fn new(burst: f64, per_sec: f64) -> Self {
-        Self { tokens: burst, burst, per_sec, last: Instant::now() }
-    }
+/// A token bucket for one socket: the default when no shared limiter is given (tests).
+pub struct SocketBucket {
+    bucket: Mutex<(f64, Instant)>,
+    burst: f64,
+    per_sec: f64,
+}
 
-    pub fn allow(&mut self) -> bool {
+impl SocketBucket {
+    pub fn new(burst: f64, per_sec: f64) -> Self {
+        Self { bucket: Mutex::new((burst, Instant::now())), burst, per_sec }
+    }
+}
+
+impl FrameLimiter for SocketBucket {
+    fn allow(&self, _user_id: Uuid) -> bool {
+        let mut bucket = self.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.per_sec).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        let (tokens, last) = *bucket;
+        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.per_sec).min(self.burst);
+        if tokens >= 1.0 {
+            *bucket = (tokens - 1.0, now);
             true
         } else {
+            *bucket = (tokens, now);
             false
         }
     }

@@ -112,6 +112,7 @@ pub async fn connect_to(directory: &Directory, caller: Caller, queue: usize, con
         directory: directory.clone(),
         io,
         config,
+        limiter: None,
     };
     let (actor, _) = Actor::spawn(None, SessionActor, args).await.unwrap();
     let mut session = TestSession { actor, socket };

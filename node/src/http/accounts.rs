@@ -42,8 +42,12 @@ fn check_user(body: &NewUserBody) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn hash(password: String) -> ApiResult<String> {
-    tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(ApiError::internal)?
+/// Hashes a password off the async threads, within the node's hashing budget.
+async fn hash(state: &AppState, password: String) -> ApiResult<String> {
+    let slot = state.limits.hashing_slot().await?;
+    let hashed = tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(ApiError::internal)?;
+    drop(slot);
+    hashed
 }
 
 /// `POST /v1/companies`: a new tenant with its first (admin) user. Open, like a sign-up.
@@ -58,7 +62,7 @@ pub async fn create_company(
         return Err(ApiError::invalid("slug must be 2 to 40 lowercase letters, digits or '-'"));
     }
     check_user(&body.admin)?;
-    let password_hash = hash(body.admin.password.clone()).await?;
+    let password_hash = hash(&state, body.admin.password.clone()).await?;
     let display_name = body.admin.display_name.as_deref().unwrap_or(&body.admin.username);
     let admin = NewUser { username: &body.admin.username, display_name, password_hash: &password_hash, is_admin: true };
     let (company, user) = state.db.create_company(&body.name, &body.slug, admin).await.map_err(|err| match err {
@@ -89,8 +93,10 @@ pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginBo
     };
     let hash = user.password_hash.clone();
     let password = body.password;
+    let slot = state.limits.hashing_slot().await?;
     let valid =
         tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.map_err(ApiError::internal)?;
+    drop(slot);
     if !valid {
         return Err(ApiError::unauthorized("invalid credentials"));
     }
@@ -129,7 +135,7 @@ pub async fn create_user(
         return Err(ApiError::forbidden("only company admins add users"));
     }
     check_user(&body)?;
-    let password_hash = hash(body.password.clone()).await?;
+    let password_hash = hash(&state, body.password.clone()).await?;
     let display_name = body.display_name.as_deref().unwrap_or(&body.username);
     let new = NewUser { username: &body.username, display_name, password_hash: &password_hash, is_admin: false };
     let user = state.db.create_user(auth.caller.company_id, new).await.map_err(|err| match err {
@@ -170,7 +176,10 @@ pub async fn register_device(
     if !matches!(body.platform.as_str(), "android" | "ios" | "web") {
         return Err(ApiError::invalid("platform must be android, ios or web"));
     }
-    if body.token.is_empty() || body.token.len() > 4096 || body.token.chars().any(char::is_whitespace) {
+    if body.token.is_empty()
+        || body.token.len() > 4096
+        || body.token.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(ApiError::invalid("token must be 1 to 4096 bytes without spaces"));
     }
     state.db.upsert_device(auth.caller.company_id, auth.caller.user_id, &body.token, &body.platform).await?;

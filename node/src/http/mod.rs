@@ -27,5 +27,8 @@ pub(crate) fn check_text(field: &str, value: &str, max: usize) -> Result<(), Api
     if value.trim().is_empty() || value.len() > max {
         return Err(ApiError::invalid(format!("{field} must be 1 to {max} bytes")));
     }
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(ApiError::invalid(format!("{field} must not contain control characters")));
+    }
     Ok(())
 }

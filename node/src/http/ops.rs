@@ -1,5 +1,7 @@
-//! Operational endpoints: liveness, readiness and metrics. These are the only routes without
-//! a user token: probes and scrapers hold none. `/metrics` takes `METRICS_TOKEN` when set.
+//! Operational endpoints: liveness, readiness, metrics and the cluster's view. They take no
+//! user token: probes and scrapers hold none. `/metrics` and `/cluster/*` reveal the
+//! cluster's layout, so they need the operator token (`METRICS_TOKEN`), or — when none is
+//! set — a client on this machine (a loopback address).
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -11,6 +13,7 @@ use serde_json::json;
 use crate::app::AppState;
 use crate::auth::bearer;
 use crate::error::ApiError;
+use crate::serve::Peer;
 
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
@@ -44,18 +47,31 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn check_operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    match &state.config.metrics_token {
-        Some(expected) if bearer(headers) != Some(expected.as_str()) => {
+fn check_operator(state: &AppState, headers: &HeaderMap, peer: Peer) -> Result<(), ApiError> {
+    operator_allowed(state.config.metrics_token.as_deref(), bearer(headers), peer)
+}
+
+/// The operator rule: the token when one is configured, else a loopback peer.
+fn operator_allowed(expected: Option<&str>, presented: Option<&str>, peer: Peer) -> Result<(), ApiError> {
+    match expected {
+        Some(expected) if presented != Some(expected) => {
             Err(ApiError::unauthorized("this endpoint needs the operator token (METRICS_TOKEN)"))
         }
-        _ => Ok(()),
+        Some(_) => Ok(()),
+        None if peer.0.is_some_and(|addr| addr.ip().is_loopback()) => Ok(()),
+        None => Err(ApiError::unauthorized(
+            "operator endpoints answer only on loopback unless METRICS_TOKEN is set (then send it as a bearer token)",
+        )),
     }
 }
 
 /// `GET /cluster/status`: members, leader, epoch and the actors this node runs.
-pub async fn cluster_status(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    check_operator(&state, &headers)?;
+pub async fn cluster_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Result<Response, ApiError> {
+    check_operator(&state, &headers, peer)?;
     let actors = state.directory.stats();
     let membership = state.cluster.as_ref().map(|cluster| cluster.membership().status());
     let body = json!({
@@ -78,9 +94,10 @@ pub struct OwnerQuery {
 pub async fn cluster_owner(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: Peer,
     crate::error::ApiQuery(query): crate::error::ApiQuery<OwnerQuery>,
 ) -> Result<Response, ApiError> {
-    check_operator(&state, &headers)?;
+    check_operator(&state, &headers, peer)?;
     let owner = match &state.cluster {
         Some(cluster) => cluster.owner_of_key(&query.key),
         None => Some(state.directory.this_node()),
@@ -88,11 +105,30 @@ pub async fn cluster_owner(
     Ok(Json(json!({ "key": query.key, "owner": owner })).into_response())
 }
 
-pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    check_operator(&state, &headers)?;
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap, peer: Peer) -> Result<Response, ApiError> {
+    check_operator(&state, &headers, peer)?;
     let stats = state.directory.stats();
     state.metrics.channel_actors.set(stats.channels as i64);
     state.metrics.user_actors.set(stats.users as i64);
     let text = state.metrics.render();
     Ok(([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operators_need_the_token_or_a_loopback_peer() {
+        let local = Peer(Some("127.0.0.1:5000".parse().unwrap()));
+        let remote = Peer(Some("10.1.2.3:5000".parse().unwrap()));
+        let v6_local = Peer(Some("[::1]:5000".parse().unwrap()));
+        assert!(operator_allowed(None, None, local).is_ok());
+        assert!(operator_allowed(None, None, v6_local).is_ok());
+        assert!(operator_allowed(None, None, remote).is_err(), "no token configured: remote peers are refused");
+        assert!(operator_allowed(None, None, Peer(None)).is_err());
+        assert!(operator_allowed(Some("t"), Some("t"), remote).is_ok());
+        assert!(operator_allowed(Some("t"), Some("x"), local).is_err(), "a configured token is required everywhere");
+        assert!(operator_allowed(Some("t"), None, local).is_err());
+    }
 }

@@ -170,7 +170,8 @@ impl Db {
         .map_err(classify)
     }
 
-    /// Registers a push token for the user; a token moves to the user who registers it last.
+    /// Registers a push token for the user in their company. Within a company a token moves to
+    /// the user who registers it last; other companies' registrations of it stay untouched.
     pub async fn upsert_device(
         &self,
         company_id: Uuid,
@@ -180,7 +181,7 @@ impl Db {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO device_tokens (token, user_id, company_id, platform, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (token) DO UPDATE SET user_id = excluded.user_id, company_id = excluded.company_id, \
+             ON CONFLICT (token, company_id) DO UPDATE SET user_id = excluded.user_id, \
              platform = excluded.platform, created_at = excluded.created_at",
         )
         .bind(token)

@@ -130,6 +130,11 @@ pub fn classify(err: sqlx::Error) -> StoreError {
     match &err {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => StoreError::Unavailable(err.to_string()),
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_owned()),
+        // A reference to a row that is gone (a deleted user's token), or text the database
+        // cannot keep (Postgres refuses NUL: SQLSTATE 22021): retrying cannot help.
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() || db.code().as_deref() == Some("22021") => {
+            StoreError::Rejected(db.message().to_owned())
+        }
         // The server rejected the statement: the transaction did not commit.
         sqlx::Error::Database(_) => StoreError::Unavailable(err.to_string()),
         _ => StoreError::Unknown(err.to_string()),

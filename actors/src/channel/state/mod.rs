@@ -370,7 +370,7 @@ fn validate_body(body: &str) -> Result<(), RequestError> {
 }
 
 fn validate_emoji(emoji: &str) -> Result<(), RequestError> {
-    if emoji.is_empty() || emoji.len() > MAX_EMOJI_BYTES || emoji.chars().any(char::is_whitespace) {
+    if emoji.is_empty() || emoji.len() > MAX_EMOJI_BYTES || emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(RequestError::invalid("emoji must be 1 to 64 bytes without spaces"));
     }
     Ok(())
