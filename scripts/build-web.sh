@@ -3,7 +3,7 @@
 # React (no npm registry needed); the node embeds web/dist, so a fresh clone serves the client
 # without any JavaScript toolchain.
 #
-#   scripts/build-web.sh           build into web/dist (type-checks with tsc when installed)
+#   scripts/build-web.sh           type-check (tsc), unit-test (node --test), build into web/dist
 #   scripts/build-web.sh --check   build into a temp dir and fail if web/dist differs (stale bundle)
 #
 # The output is deterministic: fixed file names, content hashes (not times) in index.html
@@ -19,6 +19,7 @@ command -v esbuild >/dev/null || need+=(esbuild)
 [[ -f /usr/share/nodejs/react/index.js ]] || need+=(node-react)
 [[ -f /usr/share/nodejs/react-dom/client.js ]] || need+=(node-react-dom)
 command -v tsc >/dev/null || need+=(node-typescript)
+command -v node >/dev/null || need+=(nodejs)
 if ((${#need[@]})); then
     echo "installing ${need[*]}" >&2
     if [[ $(id -u) -ne 0 ]]; then
@@ -42,6 +43,13 @@ mkdir -p "$out/assets"
 tsc -p web/tsconfig.json
 
 export NODE_PATH=/usr/share/nodejs
+# Unit tests of the pure modules (channel cache, roster rules) with node's test runner.
+tests=$(mktemp -d)
+esbuild web/test/*.test.ts --bundle --platform=node --format=esm --outdir="$tests" \
+    --out-extension:.js=.mjs --log-level=warning
+node --test "$tests"/*.mjs >"$tests/report.txt" 2>&1 || { cat "$tests/report.txt" >&2; rm -rf "$tests"; exit 1; }
+echo "web-unit: $(awk '/^# pass/ {p=$3} /^# fail/ {f=$3} END {print p " passed, " f " failed"}' "$tests/report.txt")"
+rm -rf "$tests"
 esbuild web/src/main.tsx --bundle --minify --format=iife --target=es2020 --jsx=automatic \
     --define:process.env.NODE_ENV='"production"' --legal-comments=none --charset=utf8 \
     --log-level=warning --outfile="$out/assets/app.js"

@@ -21,6 +21,8 @@ export class ChannelCache {
   readonly messages = new Map<string, Message>();
   /** Highest seq of an `event` applied (or the `head_seq` a subscription started at). */
   lastSeq = 0;
+  /** Subscribed at least once: later subscriptions resume from `lastSeq`. */
+  subscribed = false;
   /** Whether the cache reaches the channel's newest message (a full page loaded or subscribed from 0). */
   hasNewest = false;
   /** Whether older messages exist below the oldest one held (unknown until a page says). */
@@ -155,6 +157,7 @@ export class ChannelCache {
     this.sorted = null;
     this.orphans = [];
     this.lastSeq = 0;
+    this.subscribed = false;
     this.hasNewest = false;
     this.hasMoreBefore = true;
   }

@@ -50,6 +50,7 @@ export class ChatStore {
   private fileInfos = new Map<string, Promise<FileInfo>>();
   private toastSeq = 0;
   private unsubscribers: (() => void)[] = [];
+  private pollTimer: number | undefined;
 
   get me(): string {
     return currentSession()?.user.id ?? "";
@@ -92,6 +93,7 @@ export class ChatStore {
   }
 
   stop(): void {
+    window.clearInterval(this.pollTimer);
     this.unsubscribers.forEach((off) => off());
     socket.stop();
   }
@@ -108,6 +110,8 @@ export class ChatStore {
     );
     this.ready = true;
     this.changed();
+    // Channels others add us to announce themselves only by their events: look now and then.
+    this.pollTimer = window.setInterval(() => void this.refreshChannels(true).catch(() => undefined), 60_000);
   }
 
   private addChannel(channel: Channel, isMember: boolean): ChannelEntry {
@@ -130,24 +134,59 @@ export class ChatStore {
 
   private async resume(request: Requester, hello: Frame): Promise<void> {
     void hello;
+    // A channel or user whose owner just died answers `unavailable` until the membership
+    // changes: retry those in the background rather than holding the whole connection.
     const members = [...this.channels.values()].filter((e) => e.isMember).map((e) => e.channel.id);
-    await Promise.all(members.map((id) => this.subscribeChannel(request, id)));
-    const userIds = [...this.users.keys()];
-    for (let i = 0; i < userIds.length; i += 500) {
-      const answer = await request<{ user_id: string; status: PresenceStatus }[]>({
-        type: "presence_watch",
-        user_ids: userIds.slice(i, i + 500),
-      });
-      for (const view of answer) this.presence.set(view.user_id, view.status);
+    await Promise.all(members.map((id) => this.subscribeWithRetry(request, id)));
+    await this.watchPresence(request, [...this.users.keys()]);
+    if (document.visibilityState === "hidden") await request({ type: "presence_set", status: "away" }).catch(() => undefined);
+    this.changed();
+  }
+
+  private async subscribeWithRetry(request: Requester, channelId: string, attempt = 0): Promise<void> {
+    try {
+      await this.subscribeChannel(request, channelId);
+    } catch (error) {
+      if (!isTransient(error) || attempt > 20) return;
+      window.setTimeout(() => {
+        if (socket.state === "open") void this.subscribeWithRetry((f, t) => socket.request(f, t), channelId, attempt + 1);
+      }, Math.min(5_000, 300 * 2 ** attempt));
     }
-    if (document.visibilityState === "hidden") await request({ type: "presence_set", status: "away" });
+  }
+
+  private async watchPresence(request: Requester, userIds: string[], attempt = 0): Promise<void> {
+    try {
+      for (let i = 0; i < userIds.length; i += 500) {
+        const answer = await request<{ user_id: string; status: PresenceStatus }[]>({
+          type: "presence_watch",
+          user_ids: userIds.slice(i, i + 500),
+        });
+        for (const view of answer) this.presence.set(view.user_id, view.status);
+      }
+      this.changed();
+    } catch (error) {
+      if (!isTransient(error) || attempt > 20) return;
+      window.setTimeout(() => {
+        if (socket.state === "open") void this.watchPresence((f, t) => socket.request(f, t), userIds, attempt + 1);
+      }, Math.min(5_000, 300 * 2 ** attempt));
+    }
+  }
+
+  /** A channel we did not know we are in (a new DM, someone added us): list and subscribe. */
+  async discoverChannel(channelId: string): Promise<void> {
+    const known = this.channels.get(channelId);
+    if (known?.isMember) return;
+    const answer = await get<{ channel: Channel; is_member: boolean }>(`/v1/channels/${channelId}`);
+    this.addChannel(answer.channel, answer.is_member);
+    if (answer.channel.kind === "dm") await this.loadMembers(channelId);
+    if (answer.is_member && socket.state === "open") await this.subscribeWithRetry((f, t) => socket.request(f, t), channelId);
     this.changed();
   }
 
   private async subscribeChannel(request: Requester, channelId: string): Promise<void> {
     const cache = this.cache(channelId);
     const frame: Frame = { type: "subscribe", channel_id: channelId };
-    const resuming = cache.lastSeq > 0 || cache.hasNewest;
+    const resuming = cache.subscribed; // after the first subscription, always from our last seq
     if (resuming) frame.last_seq = cache.lastSeq;
     let result: SubscribeResult;
     try {
@@ -166,6 +205,7 @@ export class ChatStore {
       return;
     }
     if (!resuming) cache.lastSeq = Math.max(cache.lastSeq, result.head_seq);
+    cache.subscribed = true;
     for (const cursor of result.read_cursors) cache.moveCursor(cursor.user_id, cursor.seq);
     cache.typing.clear();
     for (const userId of result.typing) cache.typing.set(userId, Date.now());
@@ -230,6 +270,7 @@ export class ChatStore {
 
   private onNotification(frame: Frame): void {
     const channelId = frame.channel_id as string;
+    if (!this.channels.get(channelId)?.isMember) void this.discoverChannel(channelId).catch(() => undefined);
     if (channelId === this.activeChannelId && document.visibilityState === "visible") return;
     const message = frame.message as Message;
     const who = this.userName(message.sender_id);
@@ -455,10 +496,14 @@ export class ChatStore {
     return answer.user;
   }
 
-  async refreshChannels(): Promise<void> {
+  /** Lists channels we did not know; `subscribeNew`: and subscribes those we are in. */
+  async refreshChannels(subscribeNew = false): Promise<void> {
     const answer = await get<{ channels: { channel: Channel; is_member: boolean }[] }>("/v1/channels");
     for (const { channel, is_member } of answer.channels) {
-      if (!this.channels.has(channel.id)) this.addChannel(channel, is_member);
+      const known = this.channels.get(channel.id);
+      if (known && (known.isMember || !is_member)) continue;
+      if (is_member && subscribeNew) await this.discoverChannel(channel.id);
+      else if (!known) this.addChannel(channel, is_member);
     }
     this.changed();
   }

@@ -83,9 +83,17 @@ export class MeetingCall {
       socket.on("meeting_rejoined", (f) => {
         if (f.meeting_id === this.meetingId) this.applySnapshot(f as unknown as MeetingSnapshot);
       }),
-      // Our connection was replaced (node died, token renewed): back into the room within the grace period.
-      socket.onResume(async () => {
-        if (this.inRoom) window.setTimeout(() => void this.resync(), 0);
+      // A new connection (node died, token renewed): back into the room within the grace
+      // period. Tried once on the new connection before it takes over, so no room frame is
+      // lost in between; a room that does not answer yet (its node just died) is retried later.
+      socket.onResume(async (request) => {
+        if (!this.inRoom) return;
+        try {
+          this.applySnapshot(await request<MeetingSnapshot>({ type: "meeting_join", meeting_id: this.meetingId }, 4_000));
+        } catch (error) {
+          if ((error as RequestFailed).code === "conflict") return this.onEnded();
+          window.setTimeout(() => void this.resync(), 0);
+        }
       }),
     ];
     await this.resync();
@@ -199,12 +207,16 @@ export class MeetingCall {
   }
 
   private sendSignal(link: PeerLink, kind: SignalKind, payload: unknown): void {
-    if (socket.state !== "open") return; // lost; a rejoin restarts ICE on pairs that need it
-    socket
-      .request({ type: "signal", meeting_id: this.meetingId, to: link.remoteParticipantId, kind, payload })
-      .catch((error: RequestFailed) => {
-        if (error.code === "not_found") void this.resync(); // the id moved on: re-read the roster
-      });
+    const send = () =>
+      socket
+        .request({ type: "signal", meeting_id: this.meetingId, to: link.remoteParticipantId, kind, payload })
+        .catch((error: RequestFailed) => {
+          if (error.code === "not_found") void this.resync(); // the id moved on: re-read the roster
+        });
+    if (socket.state === "open") void send();
+    // Reconnecting: hold it (in order) until the new connection is open; lost if that takes
+    // long, and the rejoin restarts ICE on pairs that need it.
+    else socket.whenOpen(10_000).then(send, () => undefined);
   }
 
   private onSignal(frame: SignalFrame): void {
@@ -282,6 +294,7 @@ export class MeetingCall {
 
   private async announceState(): Promise<void> {
     if (this.phase !== "in_call" && this.phase !== "lobby") return;
+    await socket.whenOpen(30_000).catch(() => undefined);
     await socket.request({ type: "meeting_state", meeting_id: this.meetingId, ...this.media }).catch(() => undefined);
   }
 

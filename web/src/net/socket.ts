@@ -247,19 +247,29 @@ export class LarkSocket {
   }
 
   private async resume(connection: Connection, hello: Frame): Promise<void> {
+    // A renewal takes over at once (the old connection keeps delivering until the hooks
+    // are done, duplicates are dropped by seq); a reconnect counts as open only after them.
+    const renewal = this.renewing === connection;
+    const previous = this.active;
+    if (renewal) {
+      this.renewing = null;
+      this.active = connection;
+    }
     const requester: Requester = (frame, timeoutMs) => connection.request(frame, timeoutMs);
     try {
       for (const hook of this.resumeHooks) await hook(requester, hello);
     } catch (error) {
-      // A hook that cannot finish (e.g. the node is failing): start over on another connection.
       console.warn("resume failed", error);
-      connection.ws.close(4000, "resume failed");
+      if (renewal && previous && !previous.closed) {
+        this.active = previous; // keep the old connection until its token expires (4001)
+        connection.ws.onclose = null;
+        connection.fail();
+      }
+      connection.ws.close(4000, "resume failed"); // else: start over on another connection
       return;
     }
     if (connection.closed) return;
-    const previous = this.active;
     this.active = connection;
-    if (this.renewing === connection) this.renewing = null;
     if (previous && previous !== connection) {
       previous.fail();
       previous.ws.onclose = null;
