@@ -29,6 +29,8 @@ command -v ip >/dev/null || missing+=(iproute2)
 command -v redis-server >/dev/null || missing+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
+# Emoji in the screenshots (optional: the tests do not depend on it).
+[[ -d /usr/share/fonts/truetype/noto ]] || apt_install fonts-noto-color-emoji || true
 
 venv=$root/target/browser-venv
 if [[ ! -x $venv/bin/python ]]; then

@@ -8,6 +8,9 @@
 //!   `index.html`, which the client routes itself. Meeting links (`PUBLIC_BASE_URL/meetings/<id>`)
 //!   land here.
 //! - Everything else, `/v1/...` included, keeps the API's JSON `404 not_found`.
+//!
+//! For work on the client, `WEB_DIR=web/dist` makes the node read the files from that folder
+//! at each request instead (rebuild with `scripts/build-web.sh`, reload the page).
 
 use std::sync::OnceLock;
 
@@ -61,16 +64,27 @@ const CLIENT_PAGE_PREFIXES: [&str; 2] = ["/channels/", "/meetings/"];
 pub async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     if method == Method::GET || method == Method::HEAD {
         let path = uri.path();
-        if let Some(name) = path.strip_prefix("/assets/") {
-            if let Some(asset) = ASSETS.iter().find(|asset| asset.name == name) {
-                let versioned = uri.query().is_some_and(|query| query.starts_with("v="));
-                return serve(asset, &headers, versioned);
+        let asset = match path.strip_prefix("/assets/") {
+            Some(name) => ASSETS.iter().find(|asset| asset.name == name),
+            None => Some(&INDEX).filter(|_| is_client_page(path)),
+        };
+        if let Some(asset) = asset {
+            if let Some(dir) = std::env::var_os("WEB_DIR") {
+                return serve_from_disk(asset, std::path::Path::new(&dir)).await;
             }
-        } else if is_client_page(path) {
-            return serve(&INDEX, &headers, false);
+            let versioned = uri.query().is_some_and(|query| query.starts_with("v="));
+            return serve(asset, &headers, versioned);
         }
     }
     ApiError::not_found("route").into_response()
+}
+
+async fn serve_from_disk(asset: &Asset, dir: &std::path::Path) -> Response {
+    let file = if asset.name == INDEX.name { dir.join(asset.name) } else { dir.join("assets").join(asset.name) };
+    match tokio::fs::read(&file).await {
+        Ok(body) => ([(header::CONTENT_TYPE, asset.content_type), (header::CACHE_CONTROL, "no-store")], body).into_response(),
+        Err(err) => ApiError::internal(format!("WEB_DIR file {}: {err}", file.display())).into_response(),
+    }
 }
 
 fn is_client_page(path: &str) -> bool {

@@ -280,6 +280,7 @@ export class ChatStore {
 
   private onInvite(frame: Frame): void {
     const meeting = frame.meeting as MeetingWithLinks["meeting"];
+    if (location.pathname === `/meetings/${meeting.id}`) return; // already on its page
     this.toast({
       text: `${this.userName(frame.inviter as string)} invited you to “${meeting.title}”`,
       href: `/meetings/${meeting.id}`,

@@ -96,7 +96,7 @@ function Workspace() {
             <button className="icon menu-button" aria-label="Open the channel list" onClick={() => setDrawer(true)}>
               ☰
             </button>
-            <p>{store.ready ? "Create a channel (＋ next to Channels) to start talking." : "Loading…"}</p>
+            <p>{store.ready ? "Create a channel (+ next to Channels) to start talking." : "Loading…"}</p>
           </section>
         )}
       </main>

@@ -15,7 +15,10 @@ export function renderBody(body: string): ReactNode[] {
     if (match[1]) {
       parts.push(body.slice(last, match.index));
       const url = match[1];
-      const local = url.startsWith(location.origin + "/") ? url.slice(location.origin.length) : null;
+      // Links to this app's pages open in place: meeting links name any node of the
+      // deployment (or its public address), so match them by path, not by origin.
+      const path = /^https?:\/\/[^/]+(\/(?:meetings|channels)\/[0-9a-f-]{36})\/?$/.exec(url)?.[1];
+      const local = path ?? (url.startsWith(location.origin + "/") ? url.slice(location.origin.length) : null);
       parts.push(
         <a
           key={match.index}

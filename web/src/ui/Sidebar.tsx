@@ -77,7 +77,7 @@ export function Sidebar({ onNavigate }: { onNavigate: () => void }) {
               ⌕
             </button>
             <button className="icon" aria-label="Create a channel" title="Create a channel" onClick={() => setDialog("create")}>
-              ＋
+              +
             </button>
           </span>
         </h2>
@@ -88,7 +88,7 @@ export function Sidebar({ onNavigate }: { onNavigate: () => void }) {
           Direct messages
           <span className="section-actions">
             <button className="icon" aria-label="New direct message" title="New direct message" onClick={() => setDialog("dm")}>
-              ＋
+              +
             </button>
           </span>
         </h2>
@@ -96,7 +96,7 @@ export function Sidebar({ onNavigate }: { onNavigate: () => void }) {
       </section>
       {session.user.is_admin && (
         <button className="ghost add-person" onClick={() => setDialog("person")}>
-          ＋ Add a person
+          + Add a person
         </button>
       )}
       {dialog === "create" && <CreateChannelDialog onClose={() => setDialog(null)} onDone={open} />}
