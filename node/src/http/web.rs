@@ -82,7 +82,9 @@ pub async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response 
 async fn serve_from_disk(asset: &Asset, dir: &std::path::Path) -> Response {
     let file = if asset.name == INDEX.name { dir.join(asset.name) } else { dir.join("assets").join(asset.name) };
     match tokio::fs::read(&file).await {
-        Ok(body) => ([(header::CONTENT_TYPE, asset.content_type), (header::CACHE_CONTROL, "no-store")], body).into_response(),
+        Ok(body) => {
+            ([(header::CONTENT_TYPE, asset.content_type), (header::CACHE_CONTROL, "no-store")], body).into_response()
+        }
         Err(err) => ApiError::internal(format!("WEB_DIR file {}: {err}", file.display())).into_response(),
     }
 }
@@ -161,7 +163,7 @@ mod tests {
         Router::new().fallback(fallback).oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
     }
 
-    fn header<'a>(response: &'a Response, name: header::HeaderName) -> &'a str {
+    fn header(response: &Response, name: header::HeaderName) -> &str {
         response.headers().get(name).map(|value| value.to_str().unwrap()).unwrap_or("")
     }
 
