@@ -12,6 +12,7 @@ import json
 import os
 import random
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,7 @@ def world():
             page = context.new_page()
             page.on("console", lambda msg, who=name: msg.type == "error" and console.append(f"{who}: {msg.text}"))
             page.on("pageerror", lambda error, who=name: console.append(f"{who}: page error {error}"))
+            page.on("dialog", lambda dialog: dialog.accept())
             pages[name] = page
         yield {"cluster": cluster, "alice": pages["alice"], "bob": pages["bob"], "console": console}
     finally:
@@ -92,6 +94,13 @@ def world():
         (ARTIFACTS / "console-errors.txt").write_text("\n".join(console))
         print("\nfigures:", json.dumps(FIGURES, indent=2))
         print(f"artifacts: {ARTIFACTS}")
+
+
+def post_json(url: str, token: str, body: dict):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 201, answer.status
 
 
 def others(cluster: Cluster, i: int) -> str:
@@ -160,6 +169,36 @@ def test_chat_between_two_nodes(world):
     bob.get_by_role("menuitem", name="React with 👍").click()
     expect(alice.locator(".reaction", has_text="👍 1")).to_be_visible()
 
+    # A file: Alice attaches one and sends it with no text; Bob downloads it.
+    alice.locator("input[type=file]").set_input_files(files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello file"}])
+    expect(alice.locator(".chip", has_text="notes.txt")).to_be_visible()
+    composer.press("Enter")
+    with bob.expect_download() as download:
+        bob.get_by_role("button", name="Download notes.txt").click()
+    assert download.value.suggested_filename == "notes.txt"
+    assert Path(download.value.path()).read_bytes() == b"hello file"
+
+    # A thread: Bob replies to Alice's message; Alice sees the reply count.
+    message.hover()
+    message.get_by_role("button", name="Reply in thread").click()
+    bob.get_by_role("textbox", name="Write a reply").fill("fine, thanks")
+    bob.get_by_role("textbox", name="Write a reply").press("Enter")
+    expect(bob.locator(".thread .message", has_text="fine, thanks")).to_be_visible()
+    expect(alice.get_by_role("button", name="1 reply")).to_be_visible()
+    bob.get_by_role("button", name="Close the thread").click()
+
+    # Alice edits her message, then deletes the file message; Bob sees both.
+    own = alice.locator(".message", has_text="hello @bob how are you?")
+    own.hover()
+    own.get_by_role("button", name="Edit message").click()
+    alice.get_by_role("textbox", name="Edit message").fill("hello @bob, how are you today?")
+    alice.get_by_role("textbox", name="Edit message").press("Enter")
+    expect(bob.locator(".message", has_text="how are you today?")).to_contain_text("(edited)")
+    file_message = alice.locator(".message", has_text="notes.txt")
+    file_message.hover()
+    file_message.get_by_role("button", name="Delete message").click()  # confirm() is accepted
+    expect(bob.get_by_text("This message was deleted.")).to_be_visible()
+
     # Alice opens a DM with Bob: his presence dot is online; her message is unread for Bob.
     alice.get_by_role("button", name="New direct message").click()
     alice.get_by_role("button", name="Message Bob").click()
@@ -179,6 +218,32 @@ def test_chat_between_two_nodes(world):
     wait_js(bob, "window.larkDebug.firstMessagesShownAt() !== null")
     FIGURES["page_load_to_first_message_ms"] = round(bob.evaluate("window.larkDebug.firstMessagesShownAt()"))
     expect(bob.locator(".message .body", has_text="a private word")).to_be_visible()
+
+    # History paging: 130 messages posted over HTTP before Bob opens the channel (more than
+    # the unread count fetches); he sees the newest 50 and scrolls back to the first one.
+    alice.get_by_role("button", name="Create a channel").click()
+    alice.get_by_label("Name").fill("history")
+    alice.get_by_role("button", name="Create", exact=True).click()
+    expect(alice.get_by_role("heading", name="# history")).to_be_visible()
+    token = alice.evaluate("JSON.parse(localStorage['lark.session']).accessToken")
+    history_id = alice.url.rsplit("/", 1)[1]
+    for n in range(1, 131):
+        post_json(f"{cluster.url(3)}/v1/channels/{history_id}/messages", token, {"client_msg_id": f"h{n}", "body": f"history {n}"})
+    bob.get_by_role("button", name="Browse channels").click()
+    bob.get_by_role("button", name="Join history").click()
+    bodies = bob.locator(".messages li.message .body")
+    expect(bodies.last).to_have_text("history 130")
+    expect(bodies).to_have_count(50)
+    for _ in range(6):
+        if bob.get_by_text("This is the beginning of history.").is_visible():
+            break
+        count = bodies.count()
+        bob.locator(".messages").first.evaluate("el => { el.scrollTop = 0; }")
+        wait_js(bob, "n => document.querySelectorAll('.messages li.message').length > n", arg=count)
+    expect(bob.get_by_text("This is the beginning of history.")).to_be_visible()
+    expect(bodies.first).to_have_text("history 1")
+    expect(bodies).to_have_count(130)
+    bob.get_by_role("button", name="Alice", exact=True).click()
 
     # Phone-sized screen: the channel list is a drawer.
     bob.set_viewport_size({"width": 390, "height": 800})

@@ -44,6 +44,7 @@ export function ChannelView({ channelId, onMenu }: { channelId: string; onMenu: 
   const [starting, setStarting] = useState(false);
   const list = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
+  const paging = useRef(false);
   const anchor = useRef<{ height: number; top: number } | null>(null);
   useTick(2_000);
   const entry = store.channels.get(channelId);
@@ -65,8 +66,11 @@ export function ChannelView({ channelId, onMenu }: { channelId: string; onMenu: 
     const el = list.current;
     if (!el) return;
     if (anchor.current) {
-      el.scrollTop = el.scrollHeight - anchor.current.height + anchor.current.top; // keep the view after paging back
-      anchor.current = null;
+      // Older messages arrived above: keep what was on screen where it was.
+      if (el.scrollHeight !== anchor.current.height) {
+        el.scrollTop = el.scrollHeight - anchor.current.height + anchor.current.top;
+        anchor.current = null;
+      }
     } else if (stick.current) {
       el.scrollTop = el.scrollHeight;
     }
@@ -87,10 +91,13 @@ export function ChannelView({ channelId, onMenu }: { channelId: string; onMenu: 
     const el = list.current!;
     stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
     if (stick.current) store.markRead(channelId);
-    if (el.scrollTop < 80 && cache.hasMoreBefore && !loadingOlder && roots.length > 0) {
+    if (el.scrollTop < 80 && cache.hasMoreBefore && !paging.current && roots.length > 0) {
+      paging.current = true;
       setLoadingOlder(true);
       anchor.current = { height: el.scrollHeight, top: el.scrollTop };
       await store.loadOlder(channelId).catch(() => undefined);
+      paging.current = false;
+      if (anchor.current && anchor.current.height === el.scrollHeight) anchor.current = null; // nothing came
       setLoadingOlder(false);
     }
   }

@@ -132,6 +132,8 @@ function Controls({ call }: { call: MeetingCall }) {
 export function MeetingPage({ meetingId }: { meetingId: string }) {
   const [call, setCall] = useState<MeetingCall | null>(null);
   useEffect(() => {
+    // An invitation to this meeting is moot on its own page.
+    store.toasts.filter((t) => t.href === `/meetings/${meetingId}`).forEach((t) => store.dismissToast(t.id));
     const created = new MeetingCall(meetingId, store.me);
     window.larkCall = created;
     setCall(created);

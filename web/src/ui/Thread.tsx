@@ -30,7 +30,7 @@ export function ThreadPanel({ channelId, rootId, onClose }: { channelId: string;
           ))}
         </ol>
       </div>
-      <Composer channelId={channelId} parentId={rootId} placeholder="Reply in thread" />
+      <Composer channelId={channelId} parentId={rootId} placeholder="Write a reply" />
     </aside>
   );
 }
