@@ -198,6 +198,8 @@ def test_chat_between_two_nodes(world):
     file_message.hover()
     file_message.get_by_role("button", name="Delete message").click()  # confirm() is accepted
     expect(bob.get_by_text("This message was deleted.")).to_be_visible()
+    expect(alice.get_by_text("Seen by Bob")).to_be_visible()
+    shot(alice, "02-alice-general-thread-reaction-edit-delete")
 
     # Alice opens a DM with Bob: his presence dot is online; her message is unread for Bob.
     alice.get_by_role("button", name="New direct message").click()
@@ -207,8 +209,8 @@ def test_chat_between_two_nodes(world):
     alice.get_by_label("Message Bob").fill("a private word")
     alice.get_by_label("Message Bob").press("Enter")
     expect(bob.get_by_role("button", name="Alice, 1 unread")).to_be_visible()
-    shot(alice, "02-alice-chat")
-    shot(bob, "03-bob-unread-dm")
+    shot(alice, "03-alice-dm-bob-online")
+    shot(bob, "03-bob-unread-dm-badge")
     bob.get_by_role("button", name="Alice, 1 unread").click()
     expect(bob.locator(".message .body", has_text="a private word")).to_be_visible()
     expect(alice.get_by_text("Seen by Bob")).to_be_visible()

@@ -2,7 +2,7 @@
 // presence, one ChannelCache per channel, and the resume that runs on every (re)connection.
 // React reads it through `useStore` (a version number bumps on every change).
 
-import { api, get, post } from "../net/api";
+import { get, post } from "../net/api";
 import { currentSession } from "../net/auth";
 import { isTransient, RequestFailed, socket, type Frame, type Requester } from "../net/socket";
 import { ChannelCache, type PendingSend } from "./channelCache";
@@ -10,7 +10,6 @@ import { uuid } from "./ids";
 import type {
   Channel,
   ChannelEvent,
-  FileInfo,
   Message,
   MeetingWithLinks,
   PresenceStatus,
@@ -47,7 +46,6 @@ export class ChatStore {
   firstMessagesShownAt: number | null = null;
   private listeners = new Set<() => void>();
   private typingSentAt = new Map<string, number>();
-  private fileInfos = new Map<string, Promise<FileInfo>>();
   private toastSeq = 0;
   private unsubscribers: (() => void)[] = [];
   private pollTimer: number | undefined;
@@ -509,40 +507,6 @@ export class ChatStore {
     this.changed();
   }
 
-  async upload(channelId: string, file: File): Promise<FileInfo> {
-    const form = new FormData();
-    form.append("channel_id", channelId); // the server wants channel_id before the file
-    form.append("file", file, file.name);
-    const answer = await api<{ file: FileInfo }>("POST", "/v1/files", { form });
-    this.fileInfos.set(answer.file.id, Promise.resolve(answer.file));
-    return answer.file;
-  }
-
-  /** File name, type and size from the download's headers (there is no metadata route). */
-  fileInfo(fileId: string): Promise<FileInfo> {
-    let info = this.fileInfos.get(fileId);
-    if (!info) {
-      info = api<Response>("HEAD", `/v1/files/${fileId}`, { raw: true }).then((response) => {
-        const disposition = response.headers.get("content-disposition") ?? "";
-        const name = /filename="([^"]*)"/.exec(disposition)?.[1] ?? "file";
-        return {
-          id: fileId,
-          channel_id: "",
-          filename: name,
-          content_type: response.headers.get("content-type") ?? "application/octet-stream",
-          size: Number(response.headers.get("content-length") ?? 0),
-        };
-      });
-      this.fileInfos.set(fileId, info);
-    }
-    return info;
-  }
-
-  async download(fileId: string): Promise<Blob> {
-    const response = await api<Response>("GET", `/v1/files/${fileId}`, { raw: true });
-    return response.blob();
-  }
-
   async startMeeting(channelId: string): Promise<string> {
     const entry = this.channels.get(channelId);
     const cache = this.cache(channelId);
@@ -551,7 +515,7 @@ export class ChatStore {
     const answer = await post<MeetingWithLinks>("/v1/meetings", {
       title,
       channel_id: channelId,
-      invitees: (cache.members ?? []).filter((id) => id !== this.me),
+      invitees: (cache.members ?? []).filter((id) => id !== this.me).slice(0, 100), // the server's limit
     });
     const link = `${location.origin}/meetings/${answer.meeting.id}`;
     this.send(channelId, `📞 ${title}: ${link}`);

@@ -33,6 +33,7 @@ export class MeetingCall {
   private missingTimers = new Map<string, number>();
   private resyncing: Promise<void> | null = null;
   private destroyed = false;
+  private iceTimer: number | undefined;
 
   constructor(
     readonly meetingId: string,
@@ -133,11 +134,29 @@ export class MeetingCall {
     }
     this.phase = "in_call";
     for (const link of this.peers.values()) link.setIceServers(this.roster.iceServers);
+    this.scheduleIceRefresh();
     this.reconcile(true);
     void this.announceState(); // a rebuilt room starts with every media state false
     if (!first) for (const link of this.peers.values()) link.ensureNegotiating();
     this.flushBuffered();
     this.changed();
+  }
+
+  /** TURN credentials expire (`ttl`, seconds): fetch fresh ones at 80% of their life, so a
+   *  later ICE restart can still allocate a relay. */
+  private scheduleIceRefresh(): void {
+    window.clearTimeout(this.iceTimer);
+    const ttls = this.roster.iceServers.map((s) => (s as { ttl?: number }).ttl).filter((t): t is number => !!t);
+    if (ttls.length === 0) return;
+    this.iceTimer = window.setTimeout(async () => {
+      try {
+        const answer = await get<{ ice_servers: RTCIceServer[] }>("/v1/ice");
+        this.roster.iceServers = answer.ice_servers;
+        for (const link of this.peers.values()) link.setIceServers(answer.ice_servers);
+      } finally {
+        if (!this.destroyed) this.scheduleIceRefresh();
+      }
+    }, Math.min(...ttls) * 800);
   }
 
   /** Matches peer links to the roster by user id. `newcomer`: we offer to those we find. */
@@ -352,6 +371,7 @@ export class MeetingCall {
   }
 
   private closeAll(): void {
+    window.clearTimeout(this.iceTimer);
     this.peers.forEach((link) => link.close());
     this.peers.clear();
     this.missingTimers.forEach((timer) => window.clearTimeout(timer));

@@ -1,4 +1,5 @@
 import { useRef, useState, type KeyboardEvent } from "react";
+import { uploadFile } from "../chat/files";
 import { store } from "../chat/store";
 import type { FileInfo, User } from "../chat/types";
 import { formatSize } from "./hooks";
@@ -87,7 +88,7 @@ export function Composer({ channelId, parentId = null, placeholder }: Props) {
     for (const file of Array.from(list)) {
       setUploading((n) => n + 1);
       try {
-        const info = await store.upload(channelId, file);
+        const info = await uploadFile(channelId, file);
         setFiles((current) => [...current, info]);
       } catch (caught) {
         setError(`${file.name}: ${(caught as Error).message}`);

@@ -1,4 +1,5 @@
 import { useEffect, useState, type ReactNode } from "react";
+import { downloadFile, fileInfo } from "../chat/files";
 import { store } from "../chat/store";
 import type { FileInfo, Message } from "../chat/types";
 import { formatSize, formatTime, initials, navigate } from "./hooks";
@@ -58,11 +59,11 @@ function Attachment({ fileId }: { fileId: string }) {
   useEffect(() => {
     let cancelled = false;
     let url: string | null = null;
-    store.fileInfo(fileId).then(async (file) => {
+    fileInfo(fileId).then(async (file) => {
       if (cancelled) return;
       setInfo(file);
       if (file.content_type.startsWith("image/") && file.size < 3 * 1024 * 1024) {
-        url = URL.createObjectURL(await store.download(fileId));
+        url = URL.createObjectURL(await downloadFile(fileId));
         if (!cancelled) setPreview(url);
       }
     }, () => undefined);
@@ -73,7 +74,7 @@ function Attachment({ fileId }: { fileId: string }) {
   }, [fileId]);
 
   async function download() {
-    const blob = await store.download(fileId);
+    const blob = await downloadFile(fileId);
     const url = URL.createObjectURL(blob);
     const link = document.createElement("a");
     link.href = url;
