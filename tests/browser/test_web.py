@@ -300,8 +300,20 @@ def test_meeting_connects_and_shows_mute(world):
     alice_tile_at_bob = bob.locator("figure.tile[data-status]").filter(has_text="Alice")
     expect(alice_tile_at_bob).to_have_attribute("data-audio", "off")
     expect(alice_tile_at_bob).to_have_attribute("aria-label", "Alice: microphone off, camera on, host")
+    # Host control: Alice asks Bob to mute; his client mutes and everyone sees it.
+    bob_tile_at_alice = alice.locator("figure.tile[data-status]").filter(has_text="Bob")
+    expect(bob_tile_at_alice).to_have_attribute("data-audio", "on")
+    bob_tile_at_alice.hover()
+    alice.get_by_role("button", name="Mute Bob").click()
+    expect(bob.get_by_text("The host muted you.")).to_be_visible()
+    expect(bob.get_by_role("button", name="Unmute microphone")).to_be_visible()
+    expect(bob_tile_at_alice).to_have_attribute("data-audio", "off")
     shot(alice, "07-alice-in-call-muted")
     shot(bob, "08-bob-in-call-sees-alice-muted")
+    bob.set_viewport_size({"width": 390, "height": 800})
+    expect(bob.get_by_role("button", name="Leave the meeting")).to_be_in_viewport()
+    shot(bob, "08b-bob-phone-in-call")
+    bob.set_viewport_size({"width": 1280, "height": 800})
 
 
 def roster_whole(page: Page, other_name: str):
@@ -326,6 +338,15 @@ def test_room_node_killed_mid_call(world):
     killed_at = time.monotonic()
     cluster.kill(owner)
     FIGURES["killed_node"] = f"n{owner} (room owner, {'Alice' if owner == 1 else 'Bob'}'s node)"
+    # The browser whose node died shows the connection banner, briefly (best effort: it may
+    # be back before we look).
+    cut_off = alice if owner == 1 else bob
+    try:
+        cut_off.wait_for_selector("[data-connection='reconnecting']", timeout=2_000)
+        shot(cut_off, "09a-connection-banner")
+        FIGURES["banner_seen"] = True
+    except Exception:
+        FIGURES["banner_seen"] = False
 
     # Media does not go through the server: frames keep arriving while the room is rebuilt.
     for name, page in (("alice", alice), ("bob", bob)):
