@@ -45,6 +45,7 @@ export function ChannelView({ channelId, onMenu }: { channelId: string; onMenu: 
   const list = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
   const paging = useRef(false);
+  const shown = useRef({ height: 0, channel: "" });
   const anchor = useRef<{ height: number; top: number } | null>(null);
   useTick(2_000);
   const entry = store.channels.get(channelId);
@@ -71,9 +72,12 @@ export function ChannelView({ channelId, onMenu }: { channelId: string; onMenu: 
         el.scrollTop = el.scrollHeight - anchor.current.height + anchor.current.top;
         anchor.current = null;
       }
-    } else if (stick.current) {
+    } else if (stick.current && (el.scrollHeight !== shown.current.height || shown.current.channel !== channelId)) {
+      // Follow new content only when there is some: a re-render between a user's scroll and
+      // its scroll event must not pull the view back down.
       el.scrollTop = el.scrollHeight;
     }
+    shown.current = { height: el.scrollHeight, channel: channelId };
     if (roots.length > 0 && store.firstMessagesShownAt === null) store.firstMessagesShownAt = performance.now();
   });
 
