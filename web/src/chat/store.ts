@@ -2,7 +2,7 @@
 // presence, one ChannelCache per channel, and the resume that runs on every (re)connection.
 // React reads it through `useStore` (a version number bumps on every change).
 
-import { get, post } from "../net/api";
+import { get } from "../net/api";
 import { currentSession } from "../net/auth";
 import { isTransient, RequestFailed, socket, type Frame, type Requester } from "../net/socket";
 import { ChannelCache, type PendingSend } from "./channelCache";
@@ -112,7 +112,7 @@ export class ChatStore {
     this.pollTimer = window.setInterval(() => void this.refreshChannels(true).catch(() => undefined), 60_000);
   }
 
-  private addChannel(channel: Channel, isMember: boolean): ChannelEntry {
+  addChannel(channel: Channel, isMember: boolean): ChannelEntry {
     const previous = this.channels.get(channel.id);
     const entry: ChannelEntry = { channel, isMember, peerId: previous?.peerId };
     this.channels.set(channel.id, entry);
@@ -168,6 +168,12 @@ export class ChatStore {
         if (socket.state === "open") void this.watchPresence((f, t) => socket.request(f, t), userIds, attempt + 1);
       }, Math.min(5_000, 300 * 2 ** attempt));
     }
+  }
+
+  /** Subscribes on the live connection now (a channel we just joined or created). */
+  async subscribeNow(channelId: string): Promise<void> {
+    if (socket.state === "open") await this.subscribeWithRetry((f, t) => socket.request(f, t), channelId);
+    this.changed();
   }
 
   /** A channel we did not know we are in (a new DM, someone added us): list and subscribe. */
@@ -452,49 +458,6 @@ export class ChatStore {
     socket.request({ type: "typing_stop", channel_id: channelId }).catch(() => undefined);
   }
 
-  async createChannel(name: string, isPrivate: boolean): Promise<string> {
-    const answer = await post<{ channel: Channel }>("/v1/channels", { name, private: isPrivate });
-    return this.adopt(answer.channel);
-  }
-
-  async joinChannel(channelId: string): Promise<void> {
-    await post(`/v1/channels/${channelId}/join`);
-    await this.adopt(this.channels.get(channelId)!.channel);
-  }
-
-  async leaveChannel(channelId: string): Promise<void> {
-    await post(`/v1/channels/${channelId}/leave`);
-    const entry = this.channels.get(channelId);
-    if (entry) entry.isMember = false;
-    this.changed();
-  }
-
-  async openDm(userId: string): Promise<string> {
-    const answer = await post<{ channel: Channel }>("/v1/dms", { user_id: userId });
-    const id = await this.adopt(answer.channel);
-    await this.loadMembers(id);
-    return id;
-  }
-
-  /** A channel we now belong to: list it and subscribe on the live connection. */
-  private async adopt(channel: Channel): Promise<string> {
-    this.addChannel(channel, true);
-    this.changed();
-    if (socket.state === "open") await this.subscribeChannel((frame) => socket.request(frame), channel.id);
-    this.changed();
-    return channel.id;
-  }
-
-  async addUser(username: string, password: string, displayName: string): Promise<User> {
-    const body: Record<string, string> = { username, password };
-    if (displayName.trim()) body.display_name = displayName.trim();
-    const answer = await post<{ user: User }>("/v1/users", body);
-    this.users.set(answer.user.id, answer.user);
-    socket.request({ type: "presence_watch", user_ids: [answer.user.id] }).catch(() => undefined);
-    this.changed();
-    return answer.user;
-  }
-
   /** Lists channels we did not know; `subscribeNew`: and subscribes those we are in. */
   async refreshChannels(subscribeNew = false): Promise<void> {
     const answer = await get<{ channels: { channel: Channel; is_member: boolean }[] }>("/v1/channels");
@@ -507,20 +470,6 @@ export class ChatStore {
     this.changed();
   }
 
-  async startMeeting(channelId: string): Promise<string> {
-    const entry = this.channels.get(channelId);
-    const cache = this.cache(channelId);
-    if (!cache.members) await this.loadMembers(channelId);
-    const title = entry ? (entry.channel.kind === "dm" ? "Call" : `#${entry.channel.name} meeting`) : "Meeting";
-    const answer = await post<MeetingWithLinks>("/v1/meetings", {
-      title,
-      channel_id: channelId,
-      invitees: (cache.members ?? []).filter((id) => id !== this.me).slice(0, 100), // the server's limit
-    });
-    const link = `${location.origin}/meetings/${answer.meeting.id}`;
-    this.send(channelId, `📞 ${title}: ${link}`);
-    return answer.meeting.id;
-  }
 }
 
 export const store = new ChatStore();

@@ -1,4 +1,5 @@
 import { useEffect, useLayoutEffect, useRef, useState } from "react";
+import { joinChannel, leaveChannel, startMeeting } from "../chat/actions";
 import { store } from "../chat/store";
 import type { PendingSend } from "../chat/channelCache";
 import { Composer } from "./Composer";
@@ -106,10 +107,10 @@ export function ChannelView({ channelId, onMenu }: { channelId: string; onMenu: 
     }
   }
 
-  async function startMeeting() {
+  async function onStartMeeting() {
     setStarting(true);
     try {
-      navigate(`/meetings/${await store.startMeeting(channelId)}`);
+      navigate(`/meetings/${await startMeeting(channelId)}`);
     } catch (error) {
       store.toast({ text: `Could not start a meeting: ${(error as Error).message}` });
     } finally {
@@ -140,12 +141,12 @@ export function ChannelView({ channelId, onMenu }: { channelId: string; onMenu: 
           <span className="hint members">{cache.members ? `${cache.members.length} members` : ""}</span>
           <span className="spacer" />
           {entry.isMember && (
-            <button className="primary small" onClick={startMeeting} disabled={starting}>
+            <button className="primary small" onClick={onStartMeeting} disabled={starting}>
               📞 Start meeting
             </button>
           )}
           {entry.isMember && entry.channel.kind !== "dm" && (
-            <button className="ghost small" onClick={() => confirm(`Leave #${title}?`) && void store.leaveChannel(channelId).then(() => navigate("/"))}>
+            <button className="ghost small" onClick={() => confirm(`Leave #${title}?`) && void leaveChannel(channelId).then(() => navigate("/"))}>
               Leave
             </button>
           )}
@@ -179,7 +180,7 @@ export function ChannelView({ channelId, onMenu }: { channelId: string; onMenu: 
           <Composer channelId={channelId} placeholder={`Message ${entry.channel.kind === "dm" ? title : "#" + title}`} />
         ) : (
           <div className="join-bar">
-            <button className="primary" onClick={() => void store.joinChannel(channelId)}>
+            <button className="primary" onClick={() => void joinChannel(channelId)}>
               Join #{title}
             </button>
           </div>

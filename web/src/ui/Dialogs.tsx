@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
 import { currentSession } from "../net/auth";
+import { addUser, createChannel, joinChannel, openDm } from "../chat/actions";
 import { store } from "../chat/store";
 import { PresenceDot } from "./Sidebar";
 
@@ -54,7 +55,7 @@ export function CreateChannelDialog({ onClose, onDone }: Props) {
     event.preventDefault();
     const form = new FormData(event.currentTarget);
     void run(async () => {
-      const id = await store.createChannel(String(form.get("name")).trim(), form.get("private") === "on");
+      const id = await createChannel(String(form.get("name")).trim(), form.get("private") === "on");
       onClose();
       onDone(id);
     });
@@ -94,7 +95,7 @@ export function BrowseChannelsDialog({ onClose, onDone }: Props) {
               aria-label={`Join ${entry.channel.name}`}
               onClick={() =>
                 run(async () => {
-                  await store.joinChannel(entry.channel.id);
+                  await joinChannel(entry.channel.id);
                   onClose();
                   onDone(entry.channel.id);
                 })
@@ -127,7 +128,7 @@ export function NewDmDialog({ onClose, onDone }: Props) {
               aria-label={`Message ${user.display_name || user.username}`}
               onClick={() =>
                 run(async () => {
-                  const id = await store.openDm(user.id);
+                  const id = await openDm(user.id);
                   onClose();
                   onDone(id);
                 })
@@ -151,7 +152,7 @@ export function AddPersonDialog({ onClose }: { onClose: () => void }) {
     const formElement = event.currentTarget;
     const form = new FormData(formElement);
     void run(async () => {
-      const user = await store.addUser(String(form.get("username")).trim(), String(form.get("password")), String(form.get("display_name")));
+      const user = await addUser(String(form.get("username")).trim(), String(form.get("password")), String(form.get("display_name")));
       setAdded(`${user.username} can now sign in with company id “${currentSession()?.company.slug ?? ""}”.`);
       formElement.reset();
     });
