@@ -101,6 +101,7 @@ def post_json(url: str, token: str, body: dict):
                                      headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as answer:
         assert answer.status == 201, answer.status
+        return json.load(answer)
 
 
 def others(cluster: Cluster, i: int) -> str:
@@ -390,3 +391,37 @@ def test_host_ends_meeting_for_both(world):
     assert FIGURES["token_refreshes"]["alice"] >= 1
     errors = [line for line in world["console"] if "page error" in line]
     assert not errors, errors
+
+
+def go(page: Page, path: str):
+    """In-app navigation (the page's own node may be the one that was killed)."""
+    page.evaluate("path => { history.pushState(null, '', path); dispatchEvent(new Event('lark:navigate')); }", path)
+
+
+def test_lobby_admit_and_remove(world):
+    cluster, alice, bob = world["cluster"], world["alice"], world["bob"]
+    live = next(i for i in range(1, cluster.count + 1) if cluster.alive(i))
+    token = alice.evaluate("JSON.parse(localStorage['lark.session']).accessToken")
+    meeting = post_json(f"{cluster.url(live)}/v1/meetings", token, {"title": "Interviews", "lobby": True})["meeting"]
+    go(alice, f"/meetings/{meeting['id']}")
+    alice.get_by_role("button", name="Join meeting").click()
+    wait_js(alice, "window.larkDebug.call().phase === 'in_call'")
+
+    # Bob is not invited: he waits in the lobby until Alice admits him.
+    go(bob, f"/meetings/{meeting['id']}")
+    bob.get_by_role("button", name="Join meeting").click()
+    expect(bob.get_by_text("Waiting for the host to let you in…")).to_be_visible()
+    expect(alice.get_by_text("Bob is waiting")).to_be_visible()
+    shot(alice, "13-alice-lobby")
+    alice.get_by_role("button", name="Admit Bob").click()
+    connected = "(c => c && c.phase === 'in_call' && c.peers.length === 1 && c.peers[0].connection === 'connected' && c.peers[0].frames_decoded > 10)(window.larkDebug.call())"
+    wait_js(bob, connected)
+    wait_js(alice, connected)
+
+    # The host removes him.
+    bob_tile = alice.locator("figure.tile[data-status]").filter(has_text="Bob")
+    bob_tile.hover()
+    alice.get_by_role("button", name="Remove Bob").click()
+    expect(bob.get_by_text("The host removed you from the meeting.")).to_be_visible()
+    expect(alice.locator("figure.tile")).to_have_count(1)
+    shot(bob, "14-bob-removed")
