@@ -147,7 +147,10 @@ export class ChatStore {
     } catch (error) {
       if (!isTransient(error) || attempt > 20) return;
       window.setTimeout(() => {
-        if (socket.state === "open") void this.subscribeWithRetry((f, t) => socket.request(f, t), channelId, attempt + 1);
+        socket.whenOpen(60_000).then(
+          () => this.subscribeWithRetry((f, t) => socket.request(f, t), channelId, attempt + 1),
+          () => undefined, // still offline: the next resume subscribes it
+        );
       }, Math.min(5_000, 300 * 2 ** attempt));
     }
   }
@@ -172,6 +175,9 @@ export class ChatStore {
 
   /** Subscribes on the live connection now (a channel we just joined or created). */
   async subscribeNow(channelId: string): Promise<void> {
+    // Not open yet: a resume may be running with the channel list it read before this one
+    // was added, so subscribe once the socket is open (subscribing twice is harmless).
+    await socket.whenOpen(60_000).catch(() => undefined);
     if (socket.state === "open") await this.subscribeWithRetry((f, t) => socket.request(f, t), channelId);
     this.changed();
   }
@@ -183,8 +189,7 @@ export class ChatStore {
     const answer = await get<{ channel: Channel; is_member: boolean }>(`/v1/channels/${channelId}`);
     this.addChannel(answer.channel, answer.is_member);
     if (answer.channel.kind === "dm") await this.loadMembers(channelId);
-    if (answer.is_member && socket.state === "open") await this.subscribeWithRetry((f, t) => socket.request(f, t), channelId);
-    this.changed();
+    if (answer.is_member) await this.subscribeNow(channelId);
   }
 
   private async subscribeChannel(request: Requester, channelId: string): Promise<void> {

@@ -138,7 +138,7 @@ export function ChannelView({ channelId, onMenu }: { channelId: string; onMenu: 
             {entry.channel.kind === "dm" ? "" : entry.channel.kind === "private" ? "🔒 " : "# "}
             {title}
           </h1>
-          <span className="hint members">{cache.members ? `${cache.members.length} members` : ""}</span>
+          <span className="hint members">{cache.members ? `${cache.members.length} ${cache.members.length === 1 ? "member" : "members"}` : ""}</span>
           <span className="spacer" />
           {entry.isMember && (
             <button className="primary small" onClick={onStartMeeting} disabled={starting}>
