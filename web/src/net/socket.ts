@@ -104,6 +104,7 @@ export class LarkSocket {
   private retryTimer: number | undefined;
   private pingTimer: number | undefined;
   private running = false;
+  private opening = false;
   private readonly handlers = new Map<string, Set<FrameHandler>>();
   private readonly resumeHooks: ResumeHook[] = [];
   private readonly stateListeners = new Set<() => void>();
@@ -209,6 +210,16 @@ export class LarkSocket {
   }
 
   private async open(renewal: boolean): Promise<void> {
+    if (this.opening) return; // one attempt at a time (retry timer, `online` event, renewal)
+    this.opening = true;
+    try {
+      await this.openConnection(renewal);
+    } finally {
+      this.opening = false;
+    }
+  }
+
+  private async openConnection(renewal: boolean): Promise<void> {
     if (!accessTokenFresh()) {
       try {
         await refreshTokens();
