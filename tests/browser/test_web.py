@@ -418,6 +418,17 @@ def test_lobby_admit_and_remove(world):
     wait_js(bob, connected)
     wait_js(alice, connected)
 
+    # A reload mid-call (the app restarted): the reloaded side rejoins as the same participant
+    # with new peer connections and offers; the other side replaces its connection.
+    _, owner = world["meeting"]
+    reloader = bob if owner == 1 else alice  # the one whose page's node is still alive
+    before = call_state(alice if reloader is bob else bob)["peers"][0]["frames_decoded"]
+    reloader.reload()
+    reloader.get_by_role("button", name="Join meeting").click()
+    wait_js(reloader, connected)
+    wait_js(alice if reloader is bob else bob, "n => (c => c.peers.length === 1 && c.peers[0].connection === 'connected' && c.peers[0].frames_decoded > n + 10)(window.larkDebug.call())", arg=before)
+    expect(alice.locator("figure.tile")).to_have_count(2)
+
     # The host removes him.
     bob_tile = alice.locator("figure.tile[data-status]").filter(has_text="Bob")
     bob_tile.hover()
