@@ -34,7 +34,7 @@ use crate::auth::Tokens;
 use crate::cluster_node::NodeCluster;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::http::{accounts, channels, files, meetings, ops};
+use crate::http::{accounts, channels, files, meetings, ops, web};
 use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::presence::RedisPresence;
@@ -112,7 +112,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/cluster/status", get(ops::cluster_status))
         .route("/cluster/owner", get(ops::cluster_owner))
-        .fallback(|| async { ApiError::not_found("route") })
+        .fallback(web::fallback)
         .method_not_allowed_fallback(|| async {
             ApiError::new(actors::model::ErrorCode::MethodNotAllowed, "method not allowed on this route")
         })

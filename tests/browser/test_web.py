@@ -1,0 +1,438 @@
+"""The web client in two real browsers against a 3-node cluster on Postgres and Redis.
+
+Alice's browser loads the client from n1, Bob's from n2 (n3 keeps a raft majority when the
+room's node dies). Chat with typing, receipts, presence and unread counts; a meeting both
+join until video frames decode; mute seen on the other side; kill -9 of the room's node with
+the call up; the host ends the meeting for both. Screenshots and figures go to ARTIFACTS.
+
+Run with tests/browser/run.sh (it builds what is missing, makes a private network namespace
+with only loopback, and starts the cluster)."""
+
+import json
+import os
+import random
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from cluster import Cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("ARTIFACTS", ROOT / "target/browser-artifacts"))
+NODE_BIN = Path(os.environ.get("NODE_BIN", ROOT / "target/release/node"))
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+STEP = 20_000  # ms: the longest any single UI step may take
+FIGURES: dict = {}
+expect.set_options(timeout=STEP)
+CHROMIUM_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    # Only loopback exists in the test's network namespace; let WebRTC use it, and do not
+    # hide host candidates behind mDNS names (nothing would resolve them).
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def shot(page: Page, name: str):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def call_state(page: Page) -> dict:
+    return page.evaluate("window.larkDebug.call()")
+
+
+def wait_js(page: Page, expression: str, timeout: int = STEP, arg=None):
+    return page.wait_for_function(expression, arg=arg, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def world():
+    workdir = ARTIFACTS / "cluster"
+    if workdir.exists():
+        import shutil
+
+        shutil.rmtree(workdir)
+    # Short-lived access tokens: the clients refresh them (at 80% of their life) and renew
+    # their sockets mid-test, during the call too.
+    cluster = Cluster(3, NODE_BIN, workdir, env={"ACCESS_TOKEN_TTL_SECS": "20"})
+    started = time.monotonic()
+    cluster.start()
+    FIGURES["cluster_start_s"] = round(time.monotonic() - started, 1)
+    playwright = sync_playwright().start()
+    browsers = []
+    pages = {}
+    console = []
+    try:
+        for name in ("alice", "bob"):
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browsers.append(browser)
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            context.set_default_timeout(STEP)
+            page = context.new_page()
+            page.on("console", lambda msg, who=name: msg.type == "error" and console.append(f"{who}: {msg.text}"))
+            page.on("pageerror", lambda error, who=name: console.append(f"{who}: page error {error}"))
+            page.on("dialog", lambda dialog: dialog.accept())
+            pages[name] = page
+        yield {"cluster": cluster, "alice": pages["alice"], "bob": pages["bob"], "console": console}
+    finally:
+        for name, page in pages.items():
+            try:
+                shot(page, f"99-{name}-last")
+            except Exception as error:  # the page may be gone
+                print(f"no last screenshot of {name}: {error}")
+        for browser in browsers:
+            browser.close()
+        playwright.stop()
+        cluster.stop()
+        (ARTIFACTS / "figures.json").write_text(json.dumps(FIGURES, indent=2))
+        (ARTIFACTS / "console-errors.txt").write_text("\n".join(console))
+        print("\nfigures:", json.dumps(FIGURES, indent=2))
+        print(f"artifacts: {ARTIFACTS}")
+
+
+def post_json(url: str, token: str, body: dict):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 201, answer.status
+        return json.load(answer)
+
+
+def others(cluster: Cluster, i: int) -> str:
+    return ",".join(cluster.url(j) for j in range(1, cluster.count + 1) if j != i)
+
+
+def test_chat_between_two_nodes(world):
+    cluster, alice, bob = world["cluster"], world["alice"], world["bob"]
+    slug = f"acme-{random.randrange(10**6)}"
+
+    # Alice signs up her company on n1.
+    alice.goto(f"{cluster.url(1)}/signup?nodes={others(cluster, 1)}")
+    alice.get_by_label("Company name").fill("Acme")
+    alice.get_by_label("Company id").fill(slug)
+    alice.get_by_label("Username").fill("alice")
+    alice.get_by_label("Display name").fill("Alice")
+    alice.get_by_label("Password").fill("password1")
+    alice.get_by_role("button", name="Create company").click()
+    alice.get_by_role("button", name="Create a channel").click()
+    alice.get_by_label("Name").fill("general")
+    alice.get_by_role("button", name="Create", exact=True).click()
+    expect(alice.get_by_role("heading", name="# general")).to_be_visible()
+    alice.get_by_role("button", name="Add a person").click()
+    alice.get_by_label("Username").fill("bob")
+    alice.get_by_label("Display name").fill("Bob")
+    alice.get_by_label("Initial password").fill("password2")
+    alice.get_by_role("button", name="Add", exact=True).click()
+    expect(alice.get_by_text("bob can now sign in")).to_be_visible()
+    alice.get_by_role("button", name="Close").click()
+
+    # Bob logs in on n2 and joins #general.
+    bob.goto(f"{cluster.url(2)}/?nodes={others(cluster, 2)}")
+    bob.get_by_label("Company id").fill(slug)
+    bob.get_by_label("Username").fill("bob")
+    bob.get_by_label("Password").fill("password2")
+    bob.get_by_role("button", name="Sign in", exact=True).last.click()
+    bob.get_by_role("button", name="Browse channels").click()
+    bob.get_by_role("button", name="Join general").click()
+    expect(bob.get_by_role("heading", name="# general")).to_be_visible()
+    wait_js(bob, "window.larkDebug.socket.state === 'open' && window.larkDebug.socket.nodeId === 'n2'")
+    wait_js(alice, "window.larkDebug.socket.state === 'open' && window.larkDebug.socket.nodeId === 'n1'")
+
+    # Alice types with a mention picked from the autocomplete; Bob sees her typing.
+    composer = alice.get_by_label("Message #general")
+    composer.click()
+    composer.press_sequentially("hello @bo", delay=20)
+    expect(alice.get_by_role("listbox", name="People to mention")).to_be_visible()
+    composer.press("Enter")
+    composer.press_sequentially("how are you?", delay=20)
+    expect(bob.get_by_text("Alice is typing…")).to_be_visible()
+    shot(bob, "01-bob-sees-alice-typing")
+
+    sent = time.monotonic()
+    composer.press("Enter")
+    message = bob.locator(".message", has_text="hello @bob how are you?")
+    expect(message).to_be_visible()
+    FIGURES["chat_send_to_other_browser_ms"] = round((time.monotonic() - sent) * 1000)
+    expect(message.locator(".mention")).to_have_text("@bob")
+    expect(bob.get_by_text("Alice is typing…")).to_be_hidden()
+    # Bob has it on screen, so his read cursor moves: Alice sees the receipt.
+    expect(alice.get_by_text("Seen by Bob")).to_be_visible()
+
+    # Bob reacts; Alice sees it.
+    message.hover()
+    message.get_by_role("button", name="Add reaction").click()
+    bob.get_by_role("menuitem", name="React with 👍").click()
+    expect(alice.locator(".reaction", has_text="👍 1")).to_be_visible()
+
+    # A file: Alice attaches one and sends it with no text; Bob downloads it.
+    alice.locator("input[type=file]").set_input_files(files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello file"}])
+    expect(alice.locator(".chip", has_text="notes.txt")).to_be_visible()
+    composer.press("Enter")
+    with bob.expect_download() as download:
+        bob.get_by_role("button", name="Download notes.txt").click()
+    assert download.value.suggested_filename == "notes.txt"
+    assert Path(download.value.path()).read_bytes() == b"hello file"
+
+    # A thread: Bob replies to Alice's message; Alice sees the reply count.
+    message.hover()
+    message.get_by_role("button", name="Reply in thread").click()
+    bob.get_by_role("textbox", name="Write a reply").fill("fine, thanks")
+    bob.get_by_role("textbox", name="Write a reply").press("Enter")
+    expect(bob.locator(".thread .message", has_text="fine, thanks")).to_be_visible()
+    expect(alice.get_by_role("button", name="1 reply")).to_be_visible()
+    bob.get_by_role("button", name="Close the thread").click()
+
+    # Alice edits her message, then deletes the file message; Bob sees both.
+    own = alice.locator(".message", has_text="hello @bob how are you?")
+    own.hover()
+    own.get_by_role("button", name="Edit message").click()
+    alice.get_by_role("textbox", name="Edit message").fill("hello @bob, how are you today?")
+    alice.get_by_role("textbox", name="Edit message").press("Enter")
+    expect(bob.locator(".message", has_text="how are you today?")).to_contain_text("(edited)")
+    file_message = alice.locator(".message", has_text="notes.txt")
+    file_message.hover()
+    file_message.get_by_role("button", name="Delete message").click()  # confirm() is accepted
+    expect(bob.get_by_text("This message was deleted.")).to_be_visible()
+    expect(alice.get_by_text("Seen by Bob")).to_be_visible()
+    shot(alice, "02-alice-general-thread-reaction-edit-delete")
+
+    # Alice opens a DM with Bob: his presence dot is online; her message is unread for Bob.
+    alice.get_by_role("button", name="New direct message").click()
+    alice.get_by_role("button", name="Message Bob").click()
+    expect(alice.locator(".sidebar [data-presence='online']").first).to_be_visible()
+    expect(alice.get_by_role("button", name="Bob", exact=True).locator("[data-presence]")).to_have_attribute("data-presence", "online")
+    alice.get_by_label("Message Bob").fill("a private word")
+    alice.get_by_label("Message Bob").press("Enter")
+    expect(bob.get_by_role("button", name="Alice, 1 unread")).to_be_visible()
+    shot(alice, "03-alice-dm-bob-online")
+    shot(bob, "03-bob-unread-dm-badge")
+    bob.get_by_role("button", name="Alice, 1 unread").click()
+    expect(bob.locator(".message .body", has_text="a private word")).to_be_visible()
+    expect(alice.get_by_text("Seen by Bob")).to_be_visible()
+
+    # Time to first message after a page load (Bob reloads, already signed in).
+    bob.goto(f"{cluster.url(2)}/channels/{bob.url.rsplit('/', 1)[1]}")
+    wait_js(bob, "window.larkDebug.firstMessagesShownAt() !== null")
+    FIGURES["page_load_to_first_message_ms"] = round(bob.evaluate("window.larkDebug.firstMessagesShownAt()"))
+    expect(bob.locator(".message .body", has_text="a private word")).to_be_visible()
+
+    # History paging: 130 messages posted over HTTP before Bob opens the channel (more than
+    # the unread count fetches); he sees the newest 50 and scrolls back to the first one.
+    alice.get_by_role("button", name="Create a channel").click()
+    alice.get_by_label("Name").fill("history")
+    alice.get_by_role("button", name="Create", exact=True).click()
+    expect(alice.get_by_role("heading", name="# history")).to_be_visible()
+    token = alice.evaluate("JSON.parse(localStorage['lark.session']).accessToken")
+    history_id = alice.url.rsplit("/", 1)[1]
+    for n in range(1, 131):
+        post_json(f"{cluster.url(3)}/v1/channels/{history_id}/messages", token, {"client_msg_id": f"h{n}", "body": f"history {n}"})
+    bob.get_by_role("button", name="Browse channels").click()
+    bob.get_by_role("button", name="Join history").click()
+    bodies = bob.locator(".messages li.message .body")
+    expect(bodies.last).to_have_text("history 130")
+    expect(bodies).to_have_count(50)
+    for _ in range(6):
+        if bob.get_by_text("This is the beginning of history.").is_visible():
+            break
+        count = bodies.count()
+        bob.locator(".messages").first.evaluate("el => { el.scrollTop = 0; }")
+        wait_js(bob, "n => document.querySelectorAll('.messages li.message').length > n", arg=count)
+    expect(bob.get_by_text("This is the beginning of history.")).to_be_visible()
+    expect(bodies.first).to_have_text("history 1")
+    expect(bodies).to_have_count(130)
+    bob.get_by_role("button", name="Alice", exact=True).click()
+
+    # Phone-sized screen: the channel list is a drawer.
+    bob.set_viewport_size({"width": 390, "height": 800})
+    shot(bob, "04-bob-phone-dm")
+    bob.get_by_role("button", name="Open the channel list").click()
+    shot(bob, "05-bob-phone-drawer")
+    bob.get_by_role("button", name="general").click()
+    bob.set_viewport_size({"width": 1280, "height": 800})
+
+
+def start_meeting_owned_by_a_browser_node(cluster: Cluster, alice: Page) -> tuple[str, int]:
+    """Starts meetings from #general until one's room lives on n1 or n2 (a browser's node),
+    so killing it also kills one browser's socket. Each try has a 2/3 chance."""
+    for attempt in range(8):
+        alice.get_by_role("button", name="general").click()
+        alice.get_by_role("button", name="📞 Start meeting").click()
+        expect(alice.get_by_role("button", name="Join meeting")).to_be_visible()
+        meeting_id = alice.url.rsplit("/", 1)[1]
+        owner = cluster.owner_index(f"meeting:{meeting_id}")
+        if owner in (1, 2):
+            FIGURES["meeting_tries"] = attempt + 1
+            return meeting_id, owner
+        alice.get_by_role("button", name="Cancel").click()
+    raise AssertionError("no meeting landed on a browser's node in 8 tries")
+
+
+def test_meeting_connects_and_shows_mute(world):
+    cluster, alice, bob = world["cluster"], world["alice"], world["bob"]
+    meeting_id, owner = start_meeting_owned_by_a_browser_node(cluster, alice)
+    world["meeting"] = (meeting_id, owner)
+    expect(alice.locator("video").first).to_be_visible()
+    shot(alice, "06-alice-preview")
+    alice.get_by_role("button", name="Join meeting").click()
+    wait_js(alice, "window.larkDebug.call().phase === 'in_call'")
+
+    # Bob follows the link Alice's client posted in #general.
+    bob.locator(".message", has_text="#general meeting").last.get_by_role("link", name="Join the meeting").click()
+    bob.get_by_role("button", name="Join meeting").click()
+    connected = "(c => c && c.peers.length === 1 && c.peers[0].connection === 'connected' && c.peers[0].frames_decoded > 10)(window.larkDebug.call())"
+    wait_js(alice, connected)
+    wait_js(bob, connected)
+    FIGURES["join_to_connected_ms"] = {
+        "alice": round(call_state(alice)["join_to_connected_ms"]),
+        "bob": round(call_state(bob)["join_to_connected_ms"]),
+    }
+    # Video frames keep being decoded on both sides.
+    for page in (alice, bob):
+        before = call_state(page)["peers"][0]["frames_decoded"]
+        wait_js(page, "n => window.larkDebug.call().peers[0].frames_decoded > n + 10", arg=before)
+
+    alice.get_by_role("button", name="Mute microphone").click()
+    alice_tile_at_bob = bob.locator("figure.tile[data-status]").filter(has_text="Alice")
+    expect(alice_tile_at_bob).to_have_attribute("data-audio", "off")
+    expect(alice_tile_at_bob).to_have_attribute("aria-label", "Alice: microphone off, camera on, host")
+    # Host control: Alice asks Bob to mute; his client mutes and everyone sees it.
+    bob_tile_at_alice = alice.locator("figure.tile[data-status]").filter(has_text="Bob")
+    expect(bob_tile_at_alice).to_have_attribute("data-audio", "on")
+    bob_tile_at_alice.hover()
+    alice.get_by_role("button", name="Mute Bob").click()
+    expect(bob.get_by_text("The host muted you.")).to_be_visible()
+    expect(bob.get_by_role("button", name="Unmute microphone")).to_be_visible()
+    expect(bob_tile_at_alice).to_have_attribute("data-audio", "off")
+    shot(alice, "07-alice-in-call-muted")
+    shot(bob, "08-bob-in-call-sees-alice-muted")
+    bob.set_viewport_size({"width": 390, "height": 800})
+    expect(bob.get_by_role("button", name="Leave the meeting")).to_be_in_viewport()
+    shot(bob, "08b-bob-phone-in-call")
+    bob.set_viewport_size({"width": 1280, "height": 800})
+
+
+def roster_whole(page: Page, other_name: str):
+    """Two tiles, the other participant joined and connected, frames flowing."""
+    return page.evaluate(
+        """name => {
+          const c = window.larkDebug.call();
+          const tiles = [...document.querySelectorAll('figure.tile')];
+          const other = tiles.find(t => t.textContent.includes(name));
+          return c.phase === 'in_call' && c.roster.length === 1 && c.roster[0].status === 'joined'
+            && c.peers.length === 1 && c.peers[0].connection === 'connected' && tiles.length === 2
+            && !!other && other.dataset.status === 'joined';
+        }""",
+        other_name,
+    )
+
+
+def test_room_node_killed_mid_call(world):
+    cluster, alice, bob = world["cluster"], world["alice"], world["bob"]
+    meeting_id, owner = world["meeting"]
+    frames_before = {name: call_state(page)["peers"][0]["frames_decoded"] for name, page in (("alice", alice), ("bob", bob))}
+    killed_at = time.monotonic()
+    cluster.kill(owner)
+    FIGURES["killed_node"] = f"n{owner} (room owner, {'Alice' if owner == 1 else 'Bob'}'s node)"
+    # The browser whose node died shows the connection banner, briefly (best effort: it may
+    # be back before we look).
+    cut_off = alice if owner == 1 else bob
+    try:
+        cut_off.wait_for_selector("[data-connection='reconnecting']", timeout=2_000)
+        shot(cut_off, "09a-connection-banner")
+        FIGURES["banner_seen"] = True
+    except Exception:
+        FIGURES["banner_seen"] = False
+
+    # Media does not go through the server: frames keep arriving while the room is rebuilt.
+    for name, page in (("alice", alice), ("bob", bob)):
+        wait_js(page, "n => window.larkDebug.call().peers.length === 1 && window.larkDebug.call().peers[0].frames_decoded > n + 30", arg=frames_before[name])
+    FIGURES["media_flowing_after_kill_ms"] = round((time.monotonic() - killed_at) * 1000)
+    FIGURES["members_after_kill_s"] = round(time.monotonic() - killed_at + cluster.wait_members(2, 30), 1)
+
+    deadline = time.monotonic() + 40
+    whole = {}
+    while len(whole) < 2 and time.monotonic() < deadline:
+        for name, page, other in (("alice", alice, "Bob"), ("bob", bob, "Alice")):
+            if name not in whole and roster_whole(page, other):
+                whole[name] = time.monotonic() - killed_at
+        time.sleep(0.05)
+    shot(alice, "09-alice-after-room-node-killed")
+    shot(bob, "10-bob-after-room-node-killed")
+    assert len(whole) == 2, f"rosters not whole 40 s after the kill: alice={call_state(alice)} bob={call_state(bob)}"
+    FIGURES["recovery_after_room_node_killed_ms"] = {name: round(seconds * 1000) for name, seconds in whole.items()}
+    # The rebuilt room starts with media states reset; the client announces its own again.
+    expect(bob.locator("figure.tile[data-status]").filter(has_text="Alice")).to_have_attribute("data-audio", "off")
+    for page in (alice, bob):
+        before = call_state(page)["peers"][0]["frames_decoded"]
+        wait_js(page, "n => window.larkDebug.call().peers[0].frames_decoded > n + 10", arg=before)
+    survivor = bob if owner == 1 else alice
+    assert survivor.evaluate("window.larkDebug.socket.connections") >= 1
+    FIGURES["socket_node_after_kill"] = {
+        "alice": alice.evaluate("window.larkDebug.socket.nodeId"),
+        "bob": bob.evaluate("window.larkDebug.socket.nodeId"),
+    }
+
+
+def test_host_ends_meeting_for_both(world):
+    alice, bob = world["alice"], world["bob"]
+    alice.get_by_role("button", name="End the meeting for everyone").click()
+    for page in (alice, bob):
+        expect(page.get_by_text("This meeting has ended.")).to_be_visible()
+    shot(alice, "11-alice-meeting-ended")
+    shot(bob, "12-bob-meeting-ended")
+    # The clients refreshed their 20 s tokens and renewed their sockets along the way.
+    FIGURES["token_refreshes"] = {"alice": alice.evaluate("window.larkDebug.refreshes()"), "bob": bob.evaluate("window.larkDebug.refreshes()")}
+    assert FIGURES["token_refreshes"]["alice"] >= 1
+    errors = [line for line in world["console"] if "page error" in line]
+    assert not errors, errors
+
+
+def go(page: Page, path: str):
+    """In-app navigation (the page's own node may be the one that was killed)."""
+    page.evaluate("path => { history.pushState(null, '', path); dispatchEvent(new Event('lark:navigate')); }", path)
+
+
+def test_lobby_admit_and_remove(world):
+    cluster, alice, bob = world["cluster"], world["alice"], world["bob"]
+    live = next(i for i in range(1, cluster.count + 1) if cluster.alive(i))
+    token = alice.evaluate("JSON.parse(localStorage['lark.session']).accessToken")
+    meeting = post_json(f"{cluster.url(live)}/v1/meetings", token, {"title": "Interviews", "lobby": True})["meeting"]
+    go(alice, f"/meetings/{meeting['id']}")
+    alice.get_by_role("button", name="Join meeting").click()
+    wait_js(alice, "window.larkDebug.call().phase === 'in_call'")
+
+    # Bob is not invited: he waits in the lobby until Alice admits him.
+    go(bob, f"/meetings/{meeting['id']}")
+    bob.get_by_role("button", name="Join meeting").click()
+    expect(bob.get_by_text("Waiting for the host to let you in…")).to_be_visible()
+    expect(alice.get_by_text("Bob is waiting")).to_be_visible()
+    shot(alice, "13-alice-lobby")
+    alice.get_by_role("button", name="Admit Bob").click()
+    connected = "(c => c && c.phase === 'in_call' && c.peers.length === 1 && c.peers[0].connection === 'connected' && c.peers[0].frames_decoded > 10)(window.larkDebug.call())"
+    wait_js(bob, connected)
+    wait_js(alice, connected)
+
+    # A reload mid-call (the app restarted): the reloaded side rejoins as the same participant
+    # with new peer connections and offers; the other side replaces its connection.
+    _, owner = world["meeting"]
+    reloader = bob if owner == 1 else alice  # the one whose page's node is still alive
+    before = call_state(alice if reloader is bob else bob)["peers"][0]["frames_decoded"]
+    reloader.reload()
+    reloader.get_by_role("button", name="Join meeting").click()
+    wait_js(reloader, connected)
+    wait_js(alice if reloader is bob else bob, "n => (c => c.peers.length === 1 && c.peers[0].connection === 'connected' && c.peers[0].frames_decoded > n + 10)(window.larkDebug.call())", arg=before)
+    expect(alice.locator("figure.tile")).to_have_count(2)
+
+    # The host removes him.
+    bob_tile = alice.locator("figure.tile[data-status]").filter(has_text="Bob")
+    bob_tile.hover()
+    alice.get_by_role("button", name="Remove Bob").click()
+    expect(bob.get_by_text("The host removed you from the meeting.")).to_be_visible()
+    expect(alice.locator("figure.tile")).to_have_count(1)
+    shot(bob, "14-bob-removed")
