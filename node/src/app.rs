@@ -103,7 +103,9 @@ pub fn router(state: AppState) -> Router {
         .route("/meetings/{meeting_id}/participants", get(meetings::participants))
         .route("/ice", get(meetings::ice))
         .route("/files", post(files::upload).layer(DefaultBodyLimit::max(upload_limit)))
-        .route("/files/{file_id}", get(files::download));
+        .route("/files/{file_id}", get(files::download))
+        .route("/files/{file_id}/meta", get(files::meta))
+        .route("/nodes", get(ops::nodes));
     Router::new()
         .nest("/v1", api)
         .route("/ws", get(ws::upgrade))

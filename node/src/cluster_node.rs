@@ -172,6 +172,11 @@ impl NodeCluster {
         self.view.borrow().members.contains_key(&self.node_id)
     }
 
+    /// Where clients reach each member (`CLIENT_ADVERTISE`), as `http://host:port` URLs.
+    pub fn client_addresses(&self) -> Vec<String> {
+        self.view.borrow().members.values().map(|member| format!("http://{}", member.client_addr)).collect()
+    }
+
     /// The owner of a raw placement key such as `channel:<uuid>`.
     pub fn owner_of_key(&self, key: &str) -> Option<NodeId> {
         let view = self.view.borrow();

@@ -16,6 +16,8 @@ if [[ -z ${NODE_BIN:-} ]]; then
     NODE_BIN=$root/target/release/node
     [[ -x $NODE_BIN || ! -x $root/target/debug/node ]] || NODE_BIN=$root/target/debug/node
 fi
+# Nodes run in folders of their own: the binary's path must not depend on the cwd.
+NODE_BIN=$(realpath -m "$NODE_BIN")
 export NODE_BIN
 export CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 

@@ -120,7 +120,7 @@ impl ChannelState {
                     fan_out(&mut self.subscribers, &delivery);
                 }
                 Effect::Notify { user_id, frame, push } => {
-                    self.context.notifier.notify_user_later(user_id, Arc::from(frame.to_text()), Some(push));
+                    self.context.notifier.notify_user_later(user_id, Arc::from(frame.to_text()), push);
                 }
                 Effect::ExpireTypingLater { user_id, generation } => {
                     myself.send_after(self.config.typing_ttl, move || ChannelMsg::ExpireTyping { user_id, generation });
@@ -220,7 +220,7 @@ impl ChannelState {
             .member_candidate(caller.company_id, user_id)
             .await
             .map_err(|err| store_failure(channel_id, err))?;
-        let change = self.room.plan_admit(candidate.as_ref())?;
+        let change = self.room.plan_admit(&caller, candidate.as_ref())?;
         let seq = self.store_change(myself, change).await?;
         if let Some(candidate) = candidate {
             self.room.member_admitted(candidate);

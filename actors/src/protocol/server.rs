@@ -58,6 +58,12 @@ pub enum ServerFrame {
         status: PresenceStatus,
         last_seen: Option<UnixMillis>,
     },
+    /// The user became a member of a channel (joined, was added, or a direct message with
+    /// them was opened): a client adds it to its list without polling.
+    ChannelAdded {
+        channel_id: Uuid,
+        by: Uuid,
+    },
     /// The user was mentioned, or got a direct message, in a channel the session may not be subscribed to.
     Notification {
         reason: NotificationReason,

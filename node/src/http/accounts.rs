@@ -4,9 +4,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::types::{CompanyCreated, Devices, LoggedIn, Me, OneUser, Refreshed, Users};
 use super::{check_name, check_text};
 use crate::app::AppState;
 use crate::auth::{hash_password, verify_password, AuthUser, TokenKind};
@@ -54,7 +54,7 @@ async fn hash(state: &AppState, password: String) -> ApiResult<String> {
 pub async fn create_company(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewCompanyBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<CompanyCreated>)> {
     check_text("name", &body.name, 100)?;
     let slug_ok = (2..=40).contains(&body.slug.len())
         && body.slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
@@ -72,7 +72,7 @@ pub async fn create_company(
         other => other.into(),
     })?;
     let tokens = state.tokens.pair(user.id, company.id, true)?;
-    Ok((StatusCode::CREATED, Json(json!({ "company": company, "user": user, "tokens": tokens }))))
+    Ok((StatusCode::CREATED, Json(CompanyCreated { company, user, tokens })))
 }
 
 #[derive(Deserialize)]
@@ -83,7 +83,7 @@ pub struct LoginBody {
 }
 
 /// `POST /v1/auth/login`: company slug, username and password for a token pair.
-pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginBody>) -> ApiResult<Json<Value>> {
+pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginBody>) -> ApiResult<Json<LoggedIn>> {
     if body.password.len() > MAX_PASSWORD {
         return Err(ApiError::unauthorized("invalid credentials"));
     }
@@ -101,7 +101,7 @@ pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginBo
         return Err(ApiError::unauthorized("invalid credentials"));
     }
     let tokens = state.tokens.pair(user.id, user.company_id, user.is_admin)?;
-    Ok(Json(json!({ "user": user, "tokens": tokens })))
+    Ok(Json(LoggedIn { user, tokens }))
 }
 
 #[derive(Deserialize)]
@@ -110,19 +110,19 @@ pub struct RefreshBody {
 }
 
 /// `POST /v1/auth/refresh`: a refresh token for a new pair, if the user still exists.
-pub async fn refresh(State(state): State<AppState>, ApiJson(body): ApiJson<RefreshBody>) -> ApiResult<Json<Value>> {
+pub async fn refresh(State(state): State<AppState>, ApiJson(body): ApiJson<RefreshBody>) -> ApiResult<Json<Refreshed>> {
     let claims = state.tokens.verify(&body.refresh_token, TokenKind::Refresh)?;
     let user =
         state.db.user(claims.cid, claims.sub).await?.ok_or_else(|| ApiError::unauthorized("user no longer exists"))?;
     let tokens = state.tokens.pair(user.id, user.company_id, user.is_admin)?;
-    Ok(Json(json!({ "tokens": tokens })))
+    Ok(Json(Refreshed { tokens }))
 }
 
-pub async fn me(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Value>> {
+pub async fn me(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Me>> {
     let user =
         state.db.user(auth.caller.company_id, auth.caller.user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
     let company = state.db.company(auth.caller.company_id).await?.ok_or_else(|| ApiError::not_found("company"))?;
-    Ok(Json(json!({ "user": user, "company": company })))
+    Ok(Json(Me { user, company }))
 }
 
 /// `POST /v1/users`: an admin adds a user to their company.
@@ -130,7 +130,7 @@ pub async fn create_user(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiJson(body): ApiJson<NewUserBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<OneUser>)> {
     if !auth.is_admin {
         return Err(ApiError::forbidden("only company admins add users"));
     }
@@ -144,21 +144,21 @@ pub async fn create_user(
         }
         other => other.into(),
     })?;
-    Ok((StatusCode::CREATED, Json(json!({ "user": user }))))
+    Ok((StatusCode::CREATED, Json(OneUser { user })))
 }
 
-pub async fn list_users(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Value>> {
+pub async fn list_users(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Users>> {
     let users = state.db.users(auth.caller.company_id).await?;
-    Ok(Json(json!({ "users": users })))
+    Ok(Json(Users { users }))
 }
 
 pub async fn get_user(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath(user_id): ApiPath<Uuid>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<OneUser>> {
     let user = state.db.user(auth.caller.company_id, user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
-    Ok(Json(json!({ "user": user })))
+    Ok(Json(OneUser { user }))
 }
 
 #[derive(Deserialize)]
@@ -186,9 +186,9 @@ pub async fn register_device(
     Ok(StatusCode::CREATED)
 }
 
-pub async fn list_devices(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Value>> {
+pub async fn list_devices(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Devices>> {
     let devices = state.db.devices(auth.caller.user_id).await?;
-    Ok(Json(json!({ "devices": devices })))
+    Ok(Json(Devices { devices }))
 }
 
 pub async fn delete_device(

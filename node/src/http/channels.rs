@@ -11,10 +11,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::check_text;
+use super::types::{
+    Added, AtSeq, Changed, Channels, Joined, Left, MemberEntry, Members, MessagePage, OneChannel, OneMessage, ReadAt,
+    Thread, VisibleChannel,
+};
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
@@ -71,7 +74,7 @@ pub async fn create(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiJson(body): ApiJson<NewChannelBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<OneChannel>)> {
     check_text("name", &body.name, 80)?;
     let kind = if body.private { ChannelKind::Private } else { ChannelKind::Public };
     let caller = auth.caller;
@@ -79,62 +82,64 @@ pub async fn create(
         .db
         .create_channel(caller.company_id, kind, body.name.trim(), caller.user_id, &[caller.user_id], None)
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "channel": channel }))))
+    Ok((StatusCode::CREATED, Json(OneChannel { channel })))
 }
 
-pub async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Value>> {
+/// `GET /v1/channels`: the caller's channels and the company's public ones, with unread counts.
+pub async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Channels>> {
     let channels = state.db.visible_channels(auth.caller.company_id, auth.caller.user_id).await?;
-    let channels: Vec<Value> = channels
+    let channels = channels
         .into_iter()
-        .map(|(channel, is_member)| json!({ "channel": channel, "is_member": is_member }))
+        .map(|(channel, is_member, unread)| VisibleChannel { channel, is_member, unread })
         .collect();
-    Ok(Json(json!({ "channels": channels })))
+    Ok(Json(Channels { channels }))
 }
 
 pub async fn get_one(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath(channel_id): ApiPath<Uuid>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<VisibleChannel>> {
     let channel = visible_channel(&state, &auth, channel_id).await?;
     let is_member = state.db.is_member(channel_id, auth.caller.user_id).await?;
-    Ok(Json(json!({ "channel": channel, "is_member": is_member })))
+    let unread = if is_member { state.db.unread(channel_id, auth.caller.user_id).await? } else { 0 };
+    Ok(Json(VisibleChannel { channel, is_member, unread }))
 }
 
 pub async fn join(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath(channel_id): ApiPath<Uuid>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Joined>> {
     let caller = auth.caller;
     let seq = ask_seq(&state, channel_id, ChannelRequest::Join { caller }).await?;
-    Ok(Json(json!({ "joined": seq.is_some(), "seq": seq })))
+    Ok(Json(Joined { joined: seq.is_some(), seq }))
 }
 
 pub async fn leave(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath(channel_id): ApiPath<Uuid>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Left>> {
     let caller = auth.caller;
     let seq = ask_seq(&state, channel_id, ChannelRequest::Leave { caller }).await?;
-    Ok(Json(json!({ "left": seq.is_some(), "seq": seq })))
+    Ok(Json(Left { left: seq.is_some(), seq }))
 }
 
 pub async fn members(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath(channel_id): ApiPath<Uuid>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Members>> {
     visible_channel(&state, &auth, channel_id).await?;
-    let members: Vec<Value> = state
+    let members = state
         .db
         .members(channel_id)
         .await?
         .into_iter()
-        .map(|member| json!({ "user_id": member.user_id, "username": member.username }))
+        .map(|member| MemberEntry { user_id: member.user_id, username: member.username })
         .collect();
-    Ok(Json(json!({ "members": members })))
+    Ok(Json(Members { members }))
 }
 
 #[derive(Deserialize)]
@@ -147,11 +152,11 @@ pub async fn add_member(
     auth: AuthUser,
     ApiPath(channel_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<AddMemberBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Added>> {
     let caller = auth.caller;
     let user_id = body.user_id;
     let seq = ask_seq(&state, channel_id, ChannelRequest::AddMember { caller, user_id }).await?;
-    Ok(Json(json!({ "added": seq.is_some(), "seq": seq })))
+    Ok(Json(Added { added: seq.is_some(), seq }))
 }
 
 #[derive(Deserialize)]
@@ -165,7 +170,7 @@ pub async fn open_dm(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiJson(body): ApiJson<OpenDmBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<OneChannel>)> {
     let caller = auth.caller;
     if body.user_id == caller.user_id {
         return Err(ApiError::invalid("a direct message needs another user"));
@@ -175,19 +180,24 @@ pub async fn open_dm(
     pair.sort();
     let dm_key = format!("{}:{}", pair[0], pair[1]);
     if let Some(channel) = state.db.dm_channel(caller.company_id, &dm_key).await? {
-        return Ok((StatusCode::OK, Json(json!({ "channel": channel }))));
+        return Ok((StatusCode::OK, Json(OneChannel { channel })));
     }
     match state
         .db
         .create_channel(caller.company_id, ChannelKind::Direct, "dm", caller.user_id, &pair, Some(&dm_key))
         .await
     {
-        Ok(channel) => Ok((StatusCode::CREATED, Json(json!({ "channel": channel })))),
+        Ok(channel) => {
+            // The other side learns of the new conversation on every device at once.
+            let frame = actors::protocol::ServerFrame::ChannelAdded { channel_id: channel.id, by: caller.user_id };
+            state.directory.notify_user_later(body.user_id, frame.to_text().into(), None);
+            Ok((StatusCode::CREATED, Json(OneChannel { channel })))
+        }
         // Both sides opened it at once: the other request created it.
         Err(StoreError::Conflict(_)) => {
             let channel =
                 state.db.dm_channel(caller.company_id, &dm_key).await?.ok_or_else(|| ApiError::not_found("channel"))?;
-            Ok((StatusCode::OK, Json(json!({ "channel": channel }))))
+            Ok((StatusCode::OK, Json(OneChannel { channel })))
         }
         Err(err) => Err(err.into()),
     }
@@ -210,7 +220,7 @@ pub async fn send(
     auth: AuthUser,
     ApiPath(channel_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<SendBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<OneMessage>)> {
     let caller = auth.caller;
     let draft = MessageDraft {
         client_msg_id: body.client_msg_id,
@@ -222,7 +232,7 @@ pub async fn send(
         ChannelAnswer::Message(message) => *message,
         other => return Err(ApiError::internal(format!("unexpected channel answer {other:?}"))),
     };
-    Ok((StatusCode::CREATED, Json(json!({ "message": message }))))
+    Ok((StatusCode::CREATED, Json(OneMessage { message })))
 }
 
 #[derive(Deserialize)]
@@ -238,7 +248,7 @@ pub async fn history(
     auth: AuthUser,
     ApiPath(channel_id): ApiPath<Uuid>,
     ApiQuery(params): ApiQuery<HistoryParams>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MessagePage>> {
     member_channel(&state, &auth, channel_id).await?;
     let limit = params.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
@@ -247,20 +257,18 @@ pub async fn history(
     let query = HistoryQuery { before: params.before, after: params.after, limit };
     let messages = state.db.history(channel_id, query).await?;
     let has_more = messages.len() as i64 == limit;
-    Ok(Json(json!({ "messages": messages, "has_more": has_more })))
+    Ok(Json(MessagePage { messages, has_more }))
 }
 
 pub async fn thread(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath((channel_id, message_id)): ApiPath<(Uuid, Uuid)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Thread>> {
     member_channel(&state, &auth, channel_id).await?;
-    let messages = state.db.thread(channel_id, message_id).await?;
-    if messages.first().map(|root| root.id) != Some(message_id) {
-        return Err(ApiError::not_found("message"));
-    }
-    Ok(Json(json!({ "root": messages[0], "replies": &messages[1..] })))
+    let mut messages = state.db.thread(channel_id, message_id).await?.into_iter();
+    let root = messages.next().filter(|root| root.id == message_id).ok_or_else(|| ApiError::not_found("message"))?;
+    Ok(Json(Thread { root, replies: messages.collect() }))
 }
 
 #[derive(Deserialize)]
@@ -273,20 +281,20 @@ pub async fn edit(
     auth: AuthUser,
     ApiPath((channel_id, message_id)): ApiPath<(Uuid, Uuid)>,
     ApiJson(body): ApiJson<EditBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AtSeq>> {
     let caller = auth.caller;
     let seq = ask_seq(&state, channel_id, ChannelRequest::Edit { caller, message_id, body: body.body }).await?;
-    Ok(Json(json!({ "seq": seq })))
+    Ok(Json(AtSeq { seq }))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath((channel_id, message_id)): ApiPath<(Uuid, Uuid)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AtSeq>> {
     let caller = auth.caller;
     let seq = ask_seq(&state, channel_id, ChannelRequest::Delete { caller, message_id }).await?;
-    Ok(Json(json!({ "seq": seq })))
+    Ok(Json(AtSeq { seq }))
 }
 
 async fn set_reaction(
@@ -294,18 +302,18 @@ async fn set_reaction(
     auth: &AuthUser,
     path: (Uuid, Uuid, String),
     add: bool,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Changed>> {
     let (channel_id, message_id, emoji) = path;
     let caller = auth.caller;
     let seq = ask_seq(state, channel_id, ChannelRequest::React { caller, message_id, emoji, add }).await?;
-    Ok(Json(json!({ "changed": seq.is_some(), "seq": seq })))
+    Ok(Json(Changed { changed: seq.is_some(), seq }))
 }
 
 pub async fn react(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath(path): ApiPath<(Uuid, Uuid, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Changed>> {
     set_reaction(&state, &auth, path, true).await
 }
 
@@ -313,7 +321,7 @@ pub async fn unreact(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath(path): ApiPath<(Uuid, Uuid, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Changed>> {
     set_reaction(&state, &auth, path, false).await
 }
 
@@ -327,8 +335,8 @@ pub async fn read(
     auth: AuthUser,
     ApiPath(channel_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<ReadBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ReadAt>> {
     let caller = auth.caller;
     let seq = ask_seq(&state, channel_id, ChannelRequest::Read { caller, seq: body.seq }).await?;
-    Ok(Json(json!({ "read_seq": seq })))
+    Ok(Json(ReadAt { read_seq: seq }))
 }

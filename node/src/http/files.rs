@@ -7,9 +7,9 @@ use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, X_CONTENT_TYPE_OPTIO
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::types::OneFile;
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiPath, ApiResult};
@@ -39,7 +39,7 @@ pub async fn upload(
     State(state): State<AppState>,
     auth: AuthUser,
     mut multipart: Multipart,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<OneFile>)> {
     let mut channel_id: Option<Uuid> = None;
     let mut file: Option<(String, String, Vec<u8>)> = None;
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
@@ -78,7 +78,21 @@ pub async fn upload(
         data,
     };
     state.db.insert_attachment(caller.company_id, &row).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "file": row }))))
+    Ok((StatusCode::CREATED, Json(OneFile { file: row })))
+}
+
+/// `GET /v1/files/{id}/meta`: name, type and size of a file, for members of its channel.
+pub async fn meta(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(file_id): ApiPath<Uuid>,
+) -> ApiResult<Json<OneFile>> {
+    let caller = auth.caller;
+    let file = state.db.attachment(caller.company_id, file_id).await?.ok_or_else(|| ApiError::not_found("file"))?;
+    if !state.db.is_member(file.channel_id, caller.user_id).await? {
+        return Err(ApiError::not_found("file"));
+    }
+    Ok(Json(OneFile { file }))
 }
 
 /// `GET /v1/files/{id}`: the bytes, for members of the file's channel.

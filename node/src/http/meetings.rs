@@ -10,10 +10,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use uuid::Uuid;
 
 use super::check_text;
+use super::types::{Ended, Ice, MeetingLinks, Meetings, OneMeeting, Roster};
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
@@ -34,13 +35,14 @@ pub struct NewMeetingBody {
     pub lobby: bool,
 }
 
-fn links(state: &AppState, meeting_id: Uuid) -> Value {
+fn links(state: &AppState, meeting_id: Uuid) -> MeetingLinks {
     let base = state.config.public_base_url.trim_end_matches('/');
-    json!({ "deep_link": format!("lark://meeting/{meeting_id}"), "web": format!("{base}/meetings/{meeting_id}") })
+    MeetingLinks { deep_link: format!("lark://meeting/{meeting_id}"), web: format!("{base}/meetings/{meeting_id}") }
 }
 
-fn meeting_json(state: &AppState, meeting: &MeetingRow) -> Value {
-    json!({ "meeting": meeting, "links": links(state, meeting.id) })
+fn one_meeting(state: &AppState, meeting: MeetingRow) -> OneMeeting {
+    let links = links(state, meeting.id);
+    OneMeeting { meeting, links }
 }
 
 /// `POST /v1/meetings`: creates a meeting and invites people: a `meeting_invite` frame on
@@ -49,7 +51,7 @@ pub async fn create(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiJson(body): ApiJson<NewMeetingBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<OneMeeting>)> {
     check_text("title", &body.title, 200)?;
     let caller = auth.caller;
     let mut invitees = body.invitees.clone();
@@ -90,8 +92,8 @@ pub async fn create(
                 ("meeting_id", meeting.id.to_string()),
                 ("title", meeting.title.clone()),
                 ("inviter", caller.user_id.to_string()),
-                ("deep_link", links["deep_link"].as_str().unwrap_or_default().to_owned()),
-                ("link", links["web"].as_str().unwrap_or_default().to_owned()),
+                ("deep_link", links.deep_link.clone()),
+                ("link", links.web.clone()),
             ]
             .into_iter()
             .map(|(key, value)| (key.to_owned(), value))
@@ -99,13 +101,12 @@ pub async fn create(
         };
         state.directory.notify_user_later(*invitee, frame.to_string().into(), Some(push));
     }
-    Ok((StatusCode::CREATED, Json(meeting_json(&state, &meeting))))
+    Ok((StatusCode::CREATED, Json(one_meeting(&state, meeting))))
 }
 
-pub async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Value>> {
+pub async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Json<Meetings>> {
     let meetings = state.db.meetings_of(auth.caller.company_id, auth.caller.user_id).await?;
-    let meetings: Vec<Value> = meetings.iter().map(|meeting| meeting_json(&state, meeting)).collect();
-    Ok(Json(json!({ "meetings": meetings })))
+    Ok(Json(Meetings { meetings: meetings.into_iter().map(|meeting| one_meeting(&state, meeting)).collect() }))
 }
 
 async fn visible(state: &AppState, auth: &AuthUser, meeting_id: Uuid) -> ApiResult<MeetingRow> {
@@ -116,9 +117,9 @@ pub async fn get_one(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath(meeting_id): ApiPath<Uuid>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<OneMeeting>> {
     let meeting = visible(&state, &auth, meeting_id).await?;
-    Ok(Json(meeting_json(&state, &meeting)))
+    Ok(Json(one_meeting(&state, meeting)))
 }
 
 /// `POST /v1/meetings/{id}/end`: the host ends the meeting for everyone.
@@ -126,7 +127,7 @@ pub async fn end(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath(meeting_id): ApiPath<Uuid>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Ended>> {
     let meeting = visible(&state, &auth, meeting_id).await?;
     if meeting.host_id != auth.caller.user_id {
         return Err(ApiError::forbidden("only the host can end the meeting"));
@@ -136,7 +137,7 @@ pub async fn end(
     }
     let request = MeetingRequest::End { caller: auth.caller, session_id: None };
     state.directory.ask_meeting(meeting_id, request, Duration::from_secs(10)).await?;
-    Ok(Json(json!({ "ended": true })))
+    Ok(Json(Ended { ended: true }))
 }
 
 /// `GET /v1/meetings/{id}/participants`: the roster, answered by the room itself.
@@ -144,19 +145,18 @@ pub async fn participants(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiPath(meeting_id): ApiPath<Uuid>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Roster>> {
     visible(&state, &auth, meeting_id).await?;
     let request = MeetingRequest::Roster { caller: auth.caller };
     match state.directory.ask_meeting(meeting_id, request, Duration::from_secs(10)).await? {
         MeetingAnswer::Roster { incarnation, version, participants } => {
-            Ok(Json(json!({ "incarnation": incarnation, "version": version, "participants": participants })))
+            Ok(Json(Roster { incarnation, version, participants }))
         }
         other => Err(ApiError::internal(format!("unexpected meeting answer {other:?}"))),
     }
 }
 
 /// `GET /v1/ice`: STUN/TURN servers with fresh TURN credentials for the caller.
-pub async fn ice(State(state): State<AppState>, auth: AuthUser) -> Json<Value> {
-    let servers = state.directory.ports().ice.for_user(auth.caller.user_id);
-    Json(json!({ "ice_servers": servers }))
+pub async fn ice(State(state): State<AppState>, auth: AuthUser) -> Json<Ice> {
+    Json(Ice { ice_servers: state.directory.ports().ice.for_user(auth.caller.user_id) })
 }

@@ -5,6 +5,7 @@ pub mod channels;
 pub mod files;
 pub mod meetings;
 pub mod ops;
+pub mod types;
 pub mod web;
 
 use crate::error::ApiError;

@@ -8,15 +8,15 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
+use super::types::{ClusterStatus, Health, Nodes, Owner, Readiness};
 use crate::app::AppState;
 use crate::auth::bearer;
 use crate::error::ApiError;
 use crate::serve::Peer;
 
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// Ready when the database (and Redis, if configured) answer and the node is not stopping.
@@ -32,18 +32,18 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     // Redis holds presence and the push queue: chat works without it, so a node whose Redis
     // is down is degraded, not out (taking it out would drain every node at once).
     let ready = !stopping && database && member.unwrap_or(true);
-    let degraded: Vec<&str> = if redis == Some(false) { vec!["redis"] } else { Vec::new() };
+    let degraded = if redis == Some(false) { vec!["redis"] } else { Vec::new() };
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({
-        "ready": ready,
-        "stopping": stopping,
-        "database": database,
-        "redis": redis,
-        "degraded": degraded,
-        "cluster_member": member,
-        "serving": state.cluster.as_ref().map(|cluster| cluster.membership().serving()),
-        "node_id": state.config.node_id,
-    });
+    let body = Readiness {
+        ready,
+        stopping,
+        database,
+        redis,
+        degraded,
+        cluster_member: member,
+        serving: state.cluster.as_ref().map(|cluster| cluster.membership().serving()),
+        node_id: state.config.node_id.clone(),
+    };
     (status, Json(body)).into_response()
 }
 
@@ -74,14 +74,14 @@ pub async fn cluster_status(
     check_operator(&state, &headers, peer)?;
     let actors = state.directory.stats();
     let membership = state.cluster.as_ref().map(|cluster| cluster.membership().status());
-    let body = json!({
-        "node_id": state.config.node_id,
-        "raft_node_id": state.directory.this_node(),
-        "mode": if state.cluster.is_some() { "cluster" } else { "single" },
-        "membership": membership,
-        "actors": actors,
-        "sockets": state.open_sockets(),
-    });
+    let body = ClusterStatus {
+        node_id: state.config.node_id.clone(),
+        raft_node_id: state.directory.this_node(),
+        mode: if state.cluster.is_some() { "cluster" } else { "single" },
+        membership,
+        actors,
+        sockets: state.open_sockets(),
+    };
     Ok(Json(body).into_response())
 }
 
@@ -102,7 +102,17 @@ pub async fn cluster_owner(
         Some(cluster) => cluster.owner_of_key(&query.key),
         None => Some(state.directory.this_node()),
     };
-    Ok(Json(json!({ "key": query.key, "owner": owner })).into_response())
+    Ok(Json(Owner { key: query.key, owner }).into_response())
+}
+
+/// `GET /v1/nodes`: where clients reach every node (for a client that connects to nodes
+/// directly and wants another one when its node goes away). Needs a user token.
+pub async fn nodes(State(state): State<AppState>, _auth: crate::auth::AuthUser) -> Json<Nodes> {
+    let nodes = match &state.cluster {
+        Some(cluster) => cluster.client_addresses(),
+        None => vec![state.config.public_base_url.clone()],
+    };
+    Json(Nodes { nodes })
 }
 
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap, peer: Peer) -> Result<Response, ApiError> {

@@ -151,14 +151,21 @@ impl Db {
             .transpose()
     }
 
-    /// Channels the user is a member of, plus the company's public channels.
+    /// Channels the user is a member of, plus the company's public channels, each with
+    /// whether the user is a member and how many messages by others they have not read.
     pub async fn visible_channels(
         &self,
         company_id: Uuid,
         user_id: Uuid,
-    ) -> Result<Vec<(ChannelRow, bool)>, StoreError> {
+    ) -> Result<Vec<(ChannelRow, bool, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT c.*, CASE WHEN m.user_id IS NULL THEN 0 ELSE 1 END AS is_member FROM channels c \
+            "SELECT c.*, CASE WHEN m.user_id IS NULL THEN 0 ELSE 1 END AS is_member, \
+             CASE WHEN m.user_id IS NULL THEN 0 ELSE ( \
+                 SELECT COUNT(*) FROM messages x WHERE x.channel_id = c.id AND x.sender_id <> $1 \
+                 AND x.deleted_at IS NULL \
+                 AND x.seq > COALESCE((SELECT r.seq FROM read_cursors r WHERE r.channel_id = c.id AND r.user_id = $1), 0) \
+             ) END AS unread \
+             FROM channels c \
              LEFT JOIN channel_members m ON m.channel_id = c.id AND m.user_id = $1 \
              WHERE c.company_id = $2 AND (m.user_id IS NOT NULL OR c.kind = 'public') ORDER BY c.created_at",
         )
@@ -170,10 +177,26 @@ impl Db {
         rows.iter()
             .map(|row| {
                 let is_member: i64 = row.try_get("is_member")?;
-                Ok((channel_row(row)?, is_member == 1))
+                let unread: i64 = row.try_get("unread")?;
+                Ok((channel_row(row)?, is_member == 1, unread))
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(classify)
+    }
+
+    /// Messages by others after the user's read cursor.
+    pub async fn unread(&self, channel_id: Uuid, user_id: Uuid) -> Result<i64, StoreError> {
+        sqlx::query(
+            "SELECT COUNT(*) AS unread FROM messages x WHERE x.channel_id = $1 AND x.sender_id <> $2 \
+             AND x.deleted_at IS NULL \
+             AND x.seq > COALESCE((SELECT r.seq FROM read_cursors r WHERE r.channel_id = $1 AND r.user_id = $2), 0)",
+        )
+        .bind(channel_id.to_string())
+        .bind(user_id.to_string())
+        .fetch_one(&self.pool)
+        .await
+        .and_then(|row| row.try_get("unread"))
+        .map_err(classify)
     }
 
     pub async fn is_member(&self, channel_id: Uuid, user_id: Uuid) -> Result<bool, StoreError> {

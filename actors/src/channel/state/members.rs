@@ -31,9 +31,9 @@ impl ChannelRoom {
     }
 
     /// The user exists in the company (`candidate`): store the membership.
-    pub fn plan_admit(&self, candidate: Option<&Member>) -> Result<ChangePlan, RequestError> {
+    pub fn plan_admit(&self, caller: &Caller, candidate: Option<&Member>) -> Result<ChangePlan, RequestError> {
         let user_id = candidate.ok_or_else(|| RequestError::not_found("user"))?.user_id;
-        Ok(self.change(Mutation::AddMember { user_id }, ChannelEvent::MemberJoined { user_id }))
+        Ok(self.change(caller, Mutation::AddMember { user_id }, ChannelEvent::MemberJoined { user_id }))
     }
 
     /// The membership is stored (`seq: None` when it was there already).
@@ -49,7 +49,7 @@ impl ChannelRoom {
             return Err(RequestError::forbidden("direct messages have fixed members"));
         }
         let user_id = caller.user_id;
-        Ok(self.change(Mutation::RemoveMember { user_id }, ChannelEvent::MemberLeft { user_id }))
+        Ok(self.change(caller, Mutation::RemoveMember { user_id }, ChannelEvent::MemberLeft { user_id }))
     }
 
     /// A leave that changed nothing in the store (the member was gone already).

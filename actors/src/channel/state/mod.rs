@@ -37,7 +37,7 @@ pub enum Effect {
     Notify {
         user_id: Uuid,
         frame: ServerFrame,
-        push: PushNotice,
+        push: Option<PushNotice>,
     },
     /// End the typing indicator after the TTL unless `generation` was refreshed.
     ExpireTypingLater {
@@ -62,6 +62,8 @@ pub struct ChangePlan {
     pub seq: ChannelSeq,
     pub mutation: Mutation,
     pub event: ChannelEvent,
+    /// Who asked for it.
+    pub by: Uuid,
 }
 
 /// What a `read` asks for.
@@ -248,13 +250,13 @@ impl ChannelRoom {
                     seq: message.seq,
                     message: message.clone(),
                 },
-                push: message_push(user_id, reason, sender, message),
+                push: Some(message_push(user_id, reason, sender, message)),
             })
             .collect()
     }
 
-    pub(super) fn change(&self, mutation: Mutation, event: ChannelEvent) -> ChangePlan {
-        ChangePlan { seq: self.snapshot.head_seq + 1, mutation, event }
+    pub(super) fn change(&self, by: &Caller, mutation: Mutation, event: ChannelEvent) -> ChangePlan {
+        ChangePlan { seq: self.snapshot.head_seq + 1, mutation, event, by: by.user_id }
     }
 
     /// `current` is the message as stored (`None` if it is not in this channel).
@@ -273,7 +275,7 @@ impl ChannelRoom {
         let (message_id, at) = (message.id, now_millis());
         let mentions = self.mentioned_members(&body);
         let mutation = Mutation::EditMessage { message_id, body: body.clone(), mentions: mentions.clone(), at };
-        Ok(self.change(mutation, ChannelEvent::MessageEdited { message_id, body, mentions, edited_at: at }))
+        Ok(self.change(caller, mutation, ChannelEvent::MessageEdited { message_id, body, mentions, edited_at: at }))
     }
 
     pub fn plan_delete(&self, caller: &Caller, current: Option<&MessageView>) -> Result<ChangePlan, RequestError> {
@@ -284,6 +286,7 @@ impl ChannelRoom {
         }
         let (message_id, at) = (message.id, now_millis());
         Ok(self.change(
+            caller,
             Mutation::DeleteMessage { message_id, at },
             ChannelEvent::MessageDeleted { message_id, deleted_at: at },
         ))
@@ -302,11 +305,13 @@ impl ChannelRoom {
         let user_id = caller.user_id;
         Ok(if add {
             self.change(
+                caller,
                 Mutation::AddReaction { message_id, user_id, emoji: emoji.clone() },
                 ChannelEvent::ReactionAdded { message_id, user_id, emoji },
             )
         } else {
             self.change(
+                caller,
                 Mutation::RemoveReaction { message_id, user_id, emoji: emoji.clone() },
                 ChannelEvent::ReactionRemoved { message_id, user_id, emoji },
             )
@@ -324,7 +329,12 @@ impl ChannelRoom {
                 effects.push(Effect::DropSubscriber { user_id: *user_id });
                 effects.extend(self.set_typing_effects(*user_id, false));
             }
-            Mutation::AddMember { .. } => {} // the member joins in `member_admitted`
+            Mutation::AddMember { user_id } => {
+                // The member itself learns it on every device (the roster grows in
+                // `member_admitted`).
+                let frame = ServerFrame::ChannelAdded { channel_id: self.channel_id(), by: plan.by };
+                effects.push(Effect::Notify { user_id: *user_id, frame, push: None });
+            }
             _ => {}
         }
         effects

@@ -77,7 +77,7 @@ fn a_direct_message_notifies_the_other_side_and_never_the_sender() {
     let effects = room.message_stored(&plan.message);
     assert_eq!(notified(&effects), vec![(bob.user_id, NotificationReason::DirectMessage)]);
     match effects.iter().find(|e| matches!(e, Effect::Notify { .. })) {
-        Some(Effect::Notify { push, .. }) => {
+        Some(Effect::Notify { push: Some(push), .. }) => {
             assert_eq!(push.title, "Message from alice");
             assert!(push.data["deep_link"].starts_with("lark://channel/"));
         }
