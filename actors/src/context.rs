@@ -7,6 +7,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::delivery::SessionSink;
+use crate::model::FrameText;
 use crate::model::{NodeId, SessionAddr};
 use crate::ports::{Ports, PushNotice};
 
@@ -21,7 +22,7 @@ pub trait Sinks: Send + Sync + 'static {
 pub trait Notifier: Send + Sync + 'static {
     /// Delivers `text` to every live session of the user, or queues `push` when none is
     /// live. Does not wait: an actor must never block on another.
-    fn notify_user_later(&self, user_id: Uuid, text: Arc<str>, push: Option<PushNotice>);
+    fn notify_user_later(&self, user_id: Uuid, text: FrameText, push: Option<PushNotice>);
 }
 
 #[derive(Clone)]

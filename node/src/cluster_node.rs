@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actors::cluster::{rand_incarnation, AnswerReceiver, Cluster, PeerEvent};
+use actors::model::FrameText;
 use actors::model::{ActorKey, Delivery, DeliveryKind, Incarnation, NodeId, RequestError};
 use actors::routing::{RemoteAnswer, RemoteRequest, RouteError};
 use actors::Directory;
@@ -329,7 +330,7 @@ impl Inbound for ClusterInbound {
         let Some(directory) = self.directory.get() else { return };
         match (service, decode::<ActorWire>(&payload)) {
             (Service::Actors, Ok(ActorWire::Deliver { session_ids, kind, text, from })) => {
-                let delivery = Delivery::new(kind, Arc::from(text), from);
+                let delivery = Delivery::new(kind, FrameText::from(text), from);
                 directory.deliver_local(&session_ids, &delivery);
             }
             (_, Ok(_)) => warn!("unexpected one-way message"),

@@ -12,7 +12,8 @@ use crate::turn::TurnConfig;
 pub struct Config {
     /// Where HTTP and WebSocket clients connect (`BIND_ADDR`, default `0.0.0.0:8000`).
     pub bind_addr: SocketAddr,
-    /// This node's name in logs and `hello` frames (`NODE_ID`, default `node-<port>`).
+    /// This node's name in logs and `hello` frames (`NODE_ID`; default `node-<host>-<port>`
+    /// from the address clients reach it at, so that nodes of one cluster differ).
     pub node_id: String,
     /// `sqlite://…` (default `sqlite://./data/lark.db`) or `postgres://…` (`DATABASE_URL`).
     pub database_url: String,
@@ -88,6 +89,25 @@ where
     }
 }
 
+/// `node-<host>-<port>`: the client address (`CLIENT_ADVERTISE`, else `BIND_ADDR`), or this
+/// machine's host name when the node listens on every address.
+fn default_node_id(bind_addr: SocketAddr) -> String {
+    let advertised = var("CLIENT_ADVERTISE").unwrap_or_else(|| bind_addr.to_string());
+    let (host, port) = advertised.rsplit_once(':').unwrap_or((advertised.as_str(), ""));
+    let host = host.trim_matches(|c| c == '[' || c == ']');
+    let host = if host == "0.0.0.0" || host == "::" || host.is_empty() {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned())
+    } else {
+        host.to_owned()
+    };
+    let port = if port.is_empty() { bind_addr.port().to_string() } else { port.to_owned() };
+    format!("node-{host}-{port}")
+}
+
 fn millis(name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
     parsed(name, default_ms).map(Duration::from_millis)
 }
@@ -97,7 +117,7 @@ impl Config {
         let bind_addr: SocketAddr = parsed("BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 8000)))?;
         Ok(Self {
             bind_addr,
-            node_id: var("NODE_ID").unwrap_or_else(|| format!("node-{}", bind_addr.port())),
+            node_id: var("NODE_ID").unwrap_or_else(|| default_node_id(bind_addr)),
             database_url: var("DATABASE_URL").unwrap_or_else(|| "sqlite://./data/lark.db".to_owned()),
             database_max_connections: parsed("DATABASE_MAX_CONNECTIONS", 16)?,
             redis_url: var("REDIS_URL"),

@@ -6,7 +6,6 @@
 //! restarting (reconnect anywhere and resume), 4001 token expired, 4002 idle timeout,
 //! 4008 slow consumer.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actors::model::{ErrorCode, RequestError};
@@ -29,9 +28,12 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::{bearer, AuthUser};
 use crate::error::{ApiError, ApiQuery};
+use actors::model::FrameText;
 
 /// Read and write buffer of each socket.
 const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
+/// Frames written before one flush (one system call) when many are queued.
+const MAX_FRAMES_PER_FLUSH: usize = 64;
 
 #[derive(Deserialize)]
 pub struct WsParams {
@@ -239,8 +241,22 @@ async fn write_loop<W>(
             }
             text = io.outbound.recv() => match text {
                 Some(text) => {
-                    if let Err(err) = sink.send(Message::Text(text_frame(&text))).await {
-                        debug!(error = %err, "socket write failed");
+                    // Coalesce: hand the socket every frame already queued, then flush once,
+                    // so a burst costs one write instead of one per frame.
+                    let mut next = Some(text);
+                    let mut batched = 0;
+                    while let Some(text) = next.take() {
+                        if let Err(err) = sink.feed(Message::Text(text_frame(text))).await {
+                            debug!(error = %err, "socket write failed");
+                            return;
+                        }
+                        batched += 1;
+                        if batched < MAX_FRAMES_PER_FLUSH {
+                            next = io.outbound.try_recv().ok();
+                        }
+                    }
+                    if let Err(err) = sink.flush().await {
+                        debug!(error = %err, "socket flush failed");
                         return;
                     }
                 }
@@ -262,8 +278,10 @@ async fn write_loop<W>(
     }
 }
 
-fn text_frame(text: &Arc<str>) -> ws::Utf8Bytes {
-    ws::Utf8Bytes::from(text.as_ref())
+/// The frame's shared bytes as the socket's text, without a copy (the check that they are
+/// UTF-8 cannot fail: every frame text is made from a `String`).
+fn text_frame(text: FrameText) -> ws::Utf8Bytes {
+    ws::Utf8Bytes::try_from(text.into_bytes()).unwrap_or_else(|_| ws::Utf8Bytes::from_static(""))
 }
 
 fn unix_now() -> u64 {

@@ -7,7 +7,6 @@
 //! and a fenced write (a newer owner loaded the channel) stops it for good on this node.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -18,6 +17,7 @@ use super::state::{AdmitPlan, ChangePlan, ChannelRoom, Effect, ReadPlan};
 use crate::context::RoomContext;
 use crate::delivery::{fan_out, Gone, SessionSink};
 use crate::lifecycle::IdleTimer;
+use crate::model::FrameText;
 use crate::model::{Caller, ChannelSeq, Delivery, MessageDraft, MessageView, RequestError};
 use crate::ports::{AppendOutcome, ChannelSnapshot, Fence, NewMessage, StoreError};
 use crate::routing::{ChannelAnswer, ChannelRequest, RouteError};
@@ -116,11 +116,12 @@ impl ChannelState {
         for effect in effects {
             match effect {
                 Effect::Broadcast(outbound) => {
-                    let delivery = Delivery::new(outbound.kind, Arc::from(outbound.frame.to_text()), self.context.node);
+                    let delivery =
+                        Delivery::new(outbound.kind, FrameText::from(outbound.frame.to_text()), self.context.node);
                     fan_out(&mut self.subscribers, &delivery);
                 }
                 Effect::Notify { user_id, frame, push } => {
-                    self.context.notifier.notify_user_later(user_id, Arc::from(frame.to_text()), push);
+                    self.context.notifier.notify_user_later(user_id, FrameText::from(frame.to_text()), push);
                 }
                 Effect::ExpireTypingLater { user_id, generation } => {
                     myself.send_after(self.config.typing_ttl, move || ChannelMsg::ExpireTyping { user_id, generation });

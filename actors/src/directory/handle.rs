@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{Directory, Inner};
 use crate::context::{Notifier, RoomContext, Sinks};
 use crate::delivery::SessionSink;
+use crate::model::FrameText;
 use crate::model::SessionAddr;
 use crate::ports::PushNotice;
 
@@ -27,10 +28,10 @@ impl Sinks for DirectoryHandle {
 }
 
 impl Notifier for DirectoryHandle {
-    fn notify_user_later(&self, user_id: Uuid, text: Arc<str>, push: Option<PushNotice>) {
+    fn notify_user_later(&self, user_id: Uuid, text: FrameText, push: Option<PushNotice>) {
         let Some(directory) = self.directory() else { return };
         tokio::spawn(async move {
-            if let Err(err) = directory.notify_user(user_id, &text, push).await {
+            if let Err(err) = directory.notify_user(user_id, text.as_str(), push).await {
                 warn!(%user_id, error = %err, "notification not delivered");
             }
         });
@@ -39,7 +40,7 @@ impl Notifier for DirectoryHandle {
 
 impl Directory {
     /// Like [`Directory::notify_user`] without waiting for the user's actor.
-    pub fn notify_user_later(&self, user_id: Uuid, text: Arc<str>, push: Option<PushNotice>) {
+    pub fn notify_user_later(&self, user_id: Uuid, text: FrameText, push: Option<PushNotice>) {
         DirectoryHandle(Arc::downgrade(&self.inner)).notify_user_later(user_id, text, push);
     }
 

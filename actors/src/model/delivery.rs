@@ -1,8 +1,7 @@
 //! A frame on its way to one or more sessions, with what the session needs to know about it
 //! without parsing the text.
 
-use std::sync::Arc;
-
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -31,23 +30,69 @@ pub enum DeliveryKind {
     Resubscribe { channel_id: Uuid },
 }
 
+/// A frame's JSON text, shared by every recipient (and handed to the socket) without a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameText(Bytes);
+
+impl FrameText {
+    pub fn empty() -> Self {
+        FrameText(Bytes::new())
+    }
+
+    /// The text (checked: it is only for tests and logs, never on the delivery path).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The bytes, for a socket writer.
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+}
+
+impl From<String> for FrameText {
+    fn from(text: String) -> Self {
+        FrameText(Bytes::from(text))
+    }
+}
+
+impl From<&'static str> for FrameText {
+    fn from(text: &'static str) -> Self {
+        FrameText(Bytes::from_static(text.as_bytes()))
+    }
+}
+
+impl std::fmt::Display for FrameText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub kind: DeliveryKind,
     /// The JSON text of the frame (empty for `Resubscribe`); shared by every recipient.
-    pub text: Arc<str>,
+    pub text: FrameText,
     /// The node whose actor sent it: a session takes channel events and presence only from
     /// the node it subscribed or watched at, so a stale owner cannot speak for the new one.
     pub from: NodeId,
 }
 
 impl Delivery {
-    pub fn new(kind: DeliveryKind, text: Arc<str>, from: NodeId) -> Self {
+    pub fn new(kind: DeliveryKind, text: FrameText, from: NodeId) -> Self {
         Self { kind, text, from }
     }
 
     pub fn resubscribe(channel_id: Uuid, from: NodeId) -> Self {
-        Self { kind: DeliveryKind::Resubscribe { channel_id }, text: Arc::from(""), from }
+        Self { kind: DeliveryKind::Resubscribe { channel_id }, text: FrameText::empty(), from }
     }
 
     /// The channel this delivery belongs to, if any.

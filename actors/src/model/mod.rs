@@ -12,7 +12,7 @@ pub use channel::{
     parse_mentions, ChannelEvent, MessageDraft, MessageView, NotificationReason, ReactionView, ReadCursor,
     SubscribeAnswer, MAX_ATTACHMENTS, MAX_BODY_BYTES, MAX_EMOJI_BYTES,
 };
-pub use delivery::{Delivery, DeliveryKind};
+pub use delivery::{Delivery, DeliveryKind, FrameText};
 pub use error::{ErrorCode, RequestError};
 pub use ids::{now_millis, ActorKey, Caller, ChannelSeq, Incarnation, NodeId, SessionAddr, UnixMillis};
 pub use meeting::{MediaState, ParticipantStatus, ParticipantView, Role, SignalKind, StateChange, MAX_SIGNAL_BYTES};

@@ -17,9 +17,7 @@ use super::replay::replay;
 use super::subscriptions::EventAction;
 use super::{Again, JoinOrigin, SessionMsg, SessionState, SubscribeOrigin, CLOSE_SERVICE_RESTART};
 use crate::directory::SessionControl;
-use crate::model::{
-    ChannelSeq, Delivery, DeliveryKind, ErrorCode, NodeId, PresenceView, RequestError, SubscribeAnswer,
-};
+use crate::model::{Delivery, DeliveryKind, ErrorCode, NodeId, PresenceView, RequestError, SubscribeAnswer};
 use crate::protocol::ServerFrame;
 use crate::routing::{ChannelAnswer, ChannelRequest, UserAnswer, UserRequest};
 
@@ -44,27 +42,37 @@ pub(super) async fn on_delivery(myself: &ActorRef<SessionMsg>, state: &mut Sessi
     match delivery.kind {
         DeliveryKind::Resubscribe { channel_id } => {
             // Only the actor this session subscribed at speaks for the subscription.
-            if state.subscriptions.owner(channel_id) == Some(delivery.from) {
+            let owner = state.tracking().subscriptions.owner(channel_id);
+            if owner == Some(delivery.from) {
                 start_subscribe(myself, state, channel_id, SubscribeOrigin::Again { attempt: 0 });
             }
         }
-        DeliveryKind::Event { channel_id, seq } => match state.subscriptions.on_event(channel_id, seq) {
-            EventAction::Drop => {}
-            EventAction::Push => push_event(myself, state, channel_id, seq, delivery),
-            EventAction::FillThenPush { after, up_to } => {
-                debug!(%channel_id, after, seq, "gap in live events, filling from the store");
-                if replay(myself, state, channel_id, after, up_to).await.is_ok() {
-                    push_event(myself, state, channel_id, seq, delivery);
+        DeliveryKind::Event { channel_id, seq } => {
+            // Here only when the fast path met a gap, or the channel was filling meanwhile;
+            // the fast path leaves the channel alone until this is done.
+            state.tracking().filling.insert(channel_id);
+            let action = state.tracking().subscriptions.on_event(channel_id, seq);
+            match action {
+                EventAction::Drop => {}
+                EventAction::Push => state.push_event(myself, channel_id, seq, delivery.text),
+                EventAction::FillThenPush { after, up_to } => {
+                    debug!(%channel_id, after, seq, "gap in live events, filling from the store");
+                    if replay(myself, state, channel_id, after, up_to).await.is_ok() {
+                        state.push_event(myself, channel_id, seq, delivery.text);
+                    }
                 }
             }
-        },
+            state.tracking().filling.remove(&channel_id);
+        }
         DeliveryKind::Typing { channel_id, user_id, active } => {
-            if state.subscriptions.on_typing(channel_id, user_id, active, delivery.from) {
+            let pass = state.tracking().subscriptions.on_typing(channel_id, user_id, active, delivery.from);
+            if pass {
                 state.push(myself, delivery.text);
             }
         }
         DeliveryKind::Channel { channel_id } => {
-            if state.subscriptions.contains(channel_id) {
+            let pass = state.tracking().subscriptions.contains(channel_id);
+            if pass {
                 state.push(myself, delivery.text);
             }
         }
@@ -88,17 +96,6 @@ pub(super) async fn on_delivery(myself: &ActorRef<SessionMsg>, state: &mut Sessi
     }
 }
 
-fn push_event(
-    myself: &ActorRef<SessionMsg>,
-    state: &mut SessionState,
-    channel_id: Uuid,
-    seq: ChannelSeq,
-    delivery: Delivery,
-) {
-    state.push(myself, delivery.text);
-    state.subscriptions.advance(channel_id, seq);
-}
-
 pub(super) fn on_control(myself: &ActorRef<SessionMsg>, state: &mut SessionState, control: SessionControl) {
     if state.closed {
         return;
@@ -106,10 +103,10 @@ pub(super) fn on_control(myself: &ActorRef<SessionMsg>, state: &mut SessionState
     let (channels, attach, watches, meetings) = match control {
         // The owners may have moved, or a node restarted under the same id: everything again.
         SessionControl::Rehome => {
-            (state.subscriptions.channels(), true, state.watches.users(), state.meetings.meetings())
+            (state.tracking().subscriptions.channels(), true, state.watches.users(), state.meetings.meetings())
         }
         SessionControl::PeerLost(node) => {
-            let channels = state.subscriptions.owned_by(node);
+            let channels = state.tracking().subscriptions.owned_by(node);
             // Whoever was typing there may have stopped unseen: end it now; the new owner's
             // answer brings back whoever is still typing.
             for channel_id in &channels {
@@ -134,7 +131,8 @@ pub(super) fn on_control(myself: &ActorRef<SessionMsg>, state: &mut SessionState
 }
 
 fn end_typing(myself: &ActorRef<SessionMsg>, state: &mut SessionState, channel_id: Uuid) {
-    for user_id in state.subscriptions.clear_typing(channel_id) {
+    let ended = state.tracking().subscriptions.clear_typing(channel_id);
+    for user_id in ended {
         state.send_frame(myself, &ServerFrame::Typing { channel_id, user_id, active: false });
     }
 }
@@ -145,7 +143,8 @@ pub(super) fn again(myself: &ActorRef<SessionMsg>, state: &mut SessionState, aga
     }
     match again {
         Again::Subscribe { channel_id, attempt } => {
-            if state.subscriptions.contains(channel_id) {
+            let known = state.tracking().subscriptions.contains(channel_id);
+            if known {
                 start_subscribe(myself, state, channel_id, SubscribeOrigin::Again { attempt });
             }
         }
@@ -212,7 +211,8 @@ pub(super) async fn on_subscribed(
         SubscribeOrigin::Client { request_id, last_seq } => (Some(request_id.clone()), *last_seq, 0),
         SubscribeOrigin::Again { attempt } => (None, None, *attempt),
     };
-    if !state.subscriptions.contains(channel_id) {
+    let known = state.tracking().subscriptions.contains(channel_id);
+    if !known {
         // Unsubscribed while the answer was on its way.
         if result.is_ok() {
             state.directory.tell_channel(channel_id, ChannelRequest::Unsubscribe { session_id: state.session_id });
@@ -222,20 +222,33 @@ pub(super) async fn on_subscribed(
         }
         return;
     }
-    let fresh = state.subscriptions.delivered(channel_id).is_none();
+    let fresh = state.tracking().subscriptions.delivered(channel_id).is_none();
     let outcome = match result {
-        Ok((owner, answer)) => match state.subscriptions.answered(channel_id, owner, &answer, last_seq) {
-            Ok(subscribed) => {
-                for (user_id, active) in subscribed.typing {
-                    state.send_frame(myself, &ServerFrame::Typing { channel_id, user_id, active });
+        Ok((owner, answer)) => {
+            // The replay goes first: the fast path leaves the channel alone meanwhile.
+            let subscribed = {
+                let mut tracking = state.tracking();
+                let subscribed = tracking.subscriptions.answered(channel_id, owner, &answer, last_seq);
+                if subscribed.is_ok() {
+                    tracking.filling.insert(channel_id);
                 }
-                match subscribed.replay {
-                    Some((after, up_to)) => replay(myself, state, channel_id, after, up_to).await.map(|()| answer),
-                    None => Ok(answer),
+                subscribed
+            };
+            match subscribed {
+                Ok(subscribed) => {
+                    for (user_id, active) in subscribed.typing {
+                        state.send_frame(myself, &ServerFrame::Typing { channel_id, user_id, active });
+                    }
+                    let replayed = match subscribed.replay {
+                        Some((after, up_to)) => replay(myself, state, channel_id, after, up_to).await.map(|()| answer),
+                        None => Ok(answer),
+                    };
+                    state.tracking().filling.remove(&channel_id);
+                    replayed
                 }
+                Err(err) => Err(err),
             }
-            Err(err) => Err(err),
-        },
+        }
         Err(err) => Err(err),
     };
     match (outcome, request_id) {
@@ -246,14 +259,14 @@ pub(super) async fn on_subscribed(
         (Ok(_), None) => debug!(session_id = %state.session_id, %channel_id, attempt, "subscribed again"),
         (Err(err), Some(id)) => {
             if fresh {
-                state.subscriptions.remove(channel_id);
+                state.tracking().subscriptions.remove(channel_id);
                 state.directory.tell_channel(channel_id, ChannelRequest::Unsubscribe { session_id: state.session_id });
             }
             state.send_frame(myself, &ServerFrame::error(id, &err));
         }
         (Err(err), None) => {
             if err.code != ErrorCode::Unavailable && fresh {
-                state.subscriptions.remove(channel_id);
+                state.tracking().subscriptions.remove(channel_id);
             }
             retry_or_close(
                 myself,

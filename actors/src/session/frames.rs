@@ -53,16 +53,20 @@ async fn on_frame(myself: &ActorRef<SessionMsg>, state: &mut SessionState, id: O
     let request = match frame {
         ClientFrame::Ping => return state.send_frame(myself, &ServerFrame::Pong { id }),
         ClientFrame::Subscribe { channel_id, last_seq } => {
-            if !state.subscriptions.contains(channel_id) && state.subscriptions.len() >= state.config.max_subscriptions
-            {
+            let (known, count) = {
+                let tracking = state.tracking();
+                (tracking.subscriptions.contains(channel_id), tracking.subscriptions.len())
+            };
+            if !known && count >= state.config.max_subscriptions {
                 let err = RequestError::invalid(format!("at most {} subscriptions", state.config.max_subscriptions));
                 return state.send_frame(myself, &ServerFrame::error(id, &err));
             }
-            state.subscriptions.begin(channel_id);
+            state.tracking().subscriptions.begin(channel_id);
             return start_subscribe(myself, state, channel_id, SubscribeOrigin::Client { request_id: id, last_seq });
         }
         ClientFrame::Unsubscribe { channel_id } => {
-            let result = if state.subscriptions.remove(channel_id) {
+            let removed = state.tracking().subscriptions.remove(channel_id);
+            let result = if removed {
                 state.directory.tell_channel(channel_id, ChannelRequest::Unsubscribe { session_id: state.session_id });
                 Ok(serde_json::Value::Null)
             } else {

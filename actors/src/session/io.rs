@@ -1,8 +1,7 @@
 //! The session's two ends of its socket: the bounded outbound queue and the close signal
 //! that the node's socket writer drains, and the close codes.
 
-use std::sync::Arc;
-
+use crate::model::FrameText;
 use tokio::sync::{mpsc, watch};
 
 /// Close code sent to a client whose outbound queue overflowed.
@@ -25,13 +24,13 @@ pub struct CloseFrame {
 
 /// The session's side of its socket: the bounded outbound queue and the close signal.
 pub struct SessionIo {
-    pub outbound: mpsc::Sender<Arc<str>>,
+    pub outbound: mpsc::Sender<FrameText>,
     pub close: watch::Sender<Option<CloseFrame>>,
 }
 
 /// The socket's side: what the node's writer task drains.
 pub struct SocketIo {
-    pub outbound: mpsc::Receiver<Arc<str>>,
+    pub outbound: mpsc::Receiver<FrameText>,
     pub close: watch::Receiver<Option<CloseFrame>>,
 }
 

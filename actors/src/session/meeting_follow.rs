@@ -8,10 +8,10 @@
 //! and the session rejoins it (the client never has to).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use uuid::Uuid;
 
+use crate::model::FrameText;
 use crate::model::NodeId;
 
 /// Roster events kept while a join is on its way; beyond this the snapshot answers for them.
@@ -24,7 +24,7 @@ struct Followed {
     at: Option<(u64, u64)>,
     /// A join is on its way: events wait here.
     joining: bool,
-    buffered: Vec<(u64, u64, Arc<str>)>,
+    buffered: Vec<(u64, u64, FrameText)>,
 }
 
 /// What to do with a roster event.
@@ -69,7 +69,7 @@ impl MeetingFollows {
 
     /// The join was answered with a snapshot of run `incarnation` at `version` from `owner`:
     /// returns the held events to pass on after it, in order.
-    pub fn joined(&mut self, meeting_id: Uuid, owner: NodeId, incarnation: u64, version: u64) -> Vec<Arc<str>> {
+    pub fn joined(&mut self, meeting_id: Uuid, owner: NodeId, incarnation: u64, version: u64) -> Vec<FrameText> {
         let followed = self.meetings.entry(meeting_id).or_default();
         followed.owner = Some(owner);
         followed.at = Some((incarnation, version));
@@ -106,7 +106,7 @@ impl MeetingFollows {
         meeting_id: Uuid,
         incarnation: u64,
         version: u64,
-        text: &Arc<str>,
+        text: &FrameText,
     ) -> MeetingEventAction {
         let Some(followed) = self.meetings.get_mut(&meeting_id) else { return MeetingEventAction::Drop };
         let hold = |followed: &mut Followed| {
@@ -141,8 +141,8 @@ impl MeetingFollows {
 mod tests {
     use super::*;
 
-    fn text(n: u64) -> Arc<str> {
-        Arc::from(format!("event {n}"))
+    fn text(n: u64) -> FrameText {
+        FrameText::from(format!("event {n}"))
     }
 
     #[test]

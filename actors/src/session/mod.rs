@@ -25,6 +25,7 @@ mod frames;
 pub mod io;
 mod meeting_follow;
 mod meetings;
+mod outbox;
 pub mod rate;
 mod replay;
 pub mod subscriptions;
@@ -33,12 +34,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::mpsc;
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::delivery::SessionInbox;
 use crate::directory::{Directory, LocalSession, SessionControl};
+use crate::model::FrameText;
 use crate::model::{
     Caller, ChannelSeq, Delivery, ErrorCode, NodeId, PresenceView, RequestError, SessionAddr, SubscribeAnswer,
 };
@@ -49,8 +50,9 @@ pub use io::{
     CLOSE_SLOW_CONSUMER, CLOSE_TOKEN_EXPIRED,
 };
 use meeting_follow::MeetingFollows;
+use outbox::{Fast, Outbox, QueueError, Tracking};
 use rate::{FrameLimiter, SocketBucket};
-use subscriptions::{Subscriptions, Watches};
+use subscriptions::Watches;
 
 #[derive(Debug, Clone, Copy)]
 pub struct SessionConfig {
@@ -146,7 +148,8 @@ pub struct SessionState {
     io: SessionIo,
     config: SessionConfig,
     limiter: Arc<dyn FrameLimiter>,
-    subscriptions: Subscriptions,
+    /// The outbound queue and the per-channel state the fast path shares with the actor.
+    outbox: Arc<Outbox>,
     watches: Watches,
     /// Where the user's actor took this session, if it did.
     attached_at: Option<NodeId>,
@@ -160,49 +163,100 @@ impl SessionState {
         self.directory.session_addr(self.session_id, self.caller.user_id)
     }
 
+    /// The per-channel state shared with the fast path.
+    fn tracking(&self) -> std::sync::MutexGuard<'_, Tracking> {
+        self.outbox.lock()
+    }
+
     /// Queues a frame without waiting. A full queue means the client stopped reading.
-    fn push(&mut self, myself: &ActorRef<SessionMsg>, text: Arc<str>) {
+    fn push(&mut self, myself: &ActorRef<SessionMsg>, text: FrameText) {
         if self.closed {
             return;
         }
-        match self.io.outbound.try_send(text) {
+        let queued = {
+            let outbox = self.outbox.clone();
+            let mut tracking = outbox.lock();
+            outbox.queue(&mut tracking, text)
+        };
+        match queued {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                warn!(session_id = %self.session_id, user_id = %self.caller.user_id, "slow consumer, disconnecting");
-                self.close(myself, CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full");
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(QueueError::Full) => self.slow_consumer(myself),
+            Err(QueueError::Closed) => {
                 self.closed = true;
                 myself.stop(Some("socket closed".to_owned()));
             }
         }
     }
 
+    /// Queues a channel event and records it delivered, in one step (the fast path must not
+    /// slip the same seq in between).
+    fn push_event(&mut self, myself: &ActorRef<SessionMsg>, channel_id: Uuid, seq: ChannelSeq, text: FrameText) {
+        if self.closed {
+            return;
+        }
+        let queued = {
+            let outbox = self.outbox.clone();
+            let mut tracking = outbox.lock();
+            let queued = outbox.queue(&mut tracking, text);
+            if queued.is_ok() {
+                tracking.subscriptions.advance(channel_id, seq);
+            }
+            queued
+        };
+        match queued {
+            Ok(()) => {}
+            Err(QueueError::Full) => self.slow_consumer(myself),
+            Err(QueueError::Closed) => {
+                self.closed = true;
+                myself.stop(Some("socket closed".to_owned()));
+            }
+        }
+    }
+
+    fn slow_consumer(&mut self, myself: &ActorRef<SessionMsg>) {
+        warn!(session_id = %self.session_id, user_id = %self.caller.user_id, "slow consumer, disconnecting");
+        self.close(myself, CLOSE_SLOW_CONSUMER, "slow consumer: outbound queue full");
+    }
+
     fn send_frame(&mut self, myself: &ActorRef<SessionMsg>, frame: &ServerFrame) {
-        self.push(myself, Arc::from(frame.to_text()));
+        self.push(myself, FrameText::from(frame.to_text()));
     }
 
     fn close(&mut self, myself: &ActorRef<SessionMsg>, code: u16, reason: &str) {
         if !self.closed {
             self.closed = true;
+            self.tracking().closed = true;
             self.io.close.send_replace(Some(CloseFrame { code, reason: reason.to_owned() }));
             myself.stop(Some(reason.to_owned()));
         }
     }
 }
 
-/// The directory's handle on a session actor.
-struct SessionHandle(ActorRef<SessionMsg>);
+/// The directory's handle on a session: the fast path into its queue, its actor for the rest.
+struct SessionHandle {
+    actor: ActorRef<SessionMsg>,
+    outbox: Arc<Outbox>,
+}
 
 impl SessionInbox for SessionHandle {
     fn deliver(&self, delivery: &Delivery) -> bool {
-        self.0.cast(SessionMsg::Deliver(delivery.clone())).is_ok()
+        match self.outbox.deliver(delivery) {
+            Fast::Done => true,
+            Fast::Closed => false,
+            Fast::ToActor => self.actor.cast(SessionMsg::Deliver(delivery.clone())).is_ok(),
+            Fast::Overflow => {
+                let close =
+                    CloseFrame { code: CLOSE_SLOW_CONSUMER, reason: "slow consumer: outbound queue full".into() };
+                warn!("slow consumer, disconnecting");
+                self.actor.cast(SessionMsg::Close(close)).is_ok()
+            }
+        }
     }
 }
 
 impl LocalSession for SessionHandle {
     fn control(&self, control: SessionControl) {
-        if self.0.cast(SessionMsg::Control(control)).is_err() {
+        if self.actor.cast(SessionMsg::Control(control)).is_err() {
             tracing::debug!("session ended before a cluster change reached it");
         }
     }
@@ -220,6 +274,7 @@ impl Actor for SessionActor {
         myself: ActorRef<SessionMsg>,
         args: SessionArgs,
     ) -> Result<SessionState, ActorProcessingErr> {
+        let outbox = Arc::new(Outbox::new(args.io.outbound.clone()));
         let mut state = SessionState {
             session_id: args.session_id,
             caller: args.caller,
@@ -229,13 +284,13 @@ impl Actor for SessionActor {
             limiter: args
                 .limiter
                 .unwrap_or_else(|| Arc::new(SocketBucket::new(args.config.rate_burst, args.config.rate_per_sec))),
-            subscriptions: Subscriptions::default(),
+            outbox: outbox.clone(),
             watches: Watches::default(),
             attached_at: None,
             meetings: MeetingFollows::default(),
             closed: false,
         };
-        state.directory.register_session(state.session_id, Arc::new(SessionHandle(myself.clone())));
+        state.directory.register_session(state.session_id, Arc::new(SessionHandle { actor: myself.clone(), outbox }));
         let attach = UserRequest::Attach { session: state.addr() };
         match state.directory.ask_user_at(state.caller.user_id, attach, state.config.call_timeout).await {
             Ok((owner, _)) => state.attached_at = Some(owner),
@@ -268,7 +323,8 @@ impl Actor for SessionActor {
     ) -> Result<(), ActorProcessingErr> {
         let session_id = state.session_id;
         state.directory.unregister_session(session_id);
-        for channel_id in state.subscriptions.channels() {
+        let channels = state.tracking().subscriptions.channels();
+        for channel_id in channels {
             state.directory.tell_channel(channel_id, ChannelRequest::Unsubscribe { session_id });
         }
         for user_id in state.watches.users() {

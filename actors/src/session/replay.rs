@@ -1,13 +1,12 @@
 //! Filling a session's gap from the stored event log.
 
-use std::sync::Arc;
-
 use ractor::ActorRef;
 use tracing::warn;
 use uuid::Uuid;
 
 use super::io::CLOSE_SLOW_CONSUMER;
 use super::{SessionMsg, SessionState};
+use crate::model::FrameText;
 use crate::model::{ChannelSeq, RequestError};
 use crate::protocol::ServerFrame;
 
@@ -42,12 +41,13 @@ pub(super) async fn replay(
                 return Err(RequestError::unavailable());
             }
             // Replay waits for room in the queue, but only as long as a live client would need.
-            let text: Arc<str> = Arc::from(frame.to_text());
-            if state.io.outbound.send_timeout(text, state.config.call_timeout).await.is_err() {
+            let text: FrameText = FrameText::from(frame.to_text());
+            let frames = state.outbox.frames().clone();
+            if frames.send_timeout(text, state.config.call_timeout).await.is_err() {
                 state.close(myself, CLOSE_SLOW_CONSUMER, "slow consumer: replay not read");
                 return Err(RequestError::unavailable());
             }
-            state.subscriptions.advance(channel_id, cursor);
+            state.tracking().subscriptions.advance(channel_id, cursor);
         }
         if cursor >= up_to {
             break;

@@ -2,7 +2,6 @@
 //! changes to watchers (and to the presence store), delivers notifications to every device.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -14,6 +13,7 @@ use crate::channel::Reply;
 use crate::context::RoomContext;
 use crate::delivery::{fan_out, Gone, SessionSink};
 use crate::lifecycle::IdleTimer;
+use crate::model::FrameText;
 use crate::model::{now_millis, Delivery, DeliveryKind, PresenceStatus, PresenceView, RequestError};
 use crate::ports::PresenceRecord;
 use crate::protocol::ServerFrame;
@@ -84,7 +84,7 @@ impl UserState {
         }
         let frame = ServerFrame::Presence { user_id: self.user_id, status, last_seen: self.current.last_seen };
         let kind = DeliveryKind::Presence { user_id: self.user_id, status };
-        let delivery = Delivery::new(kind, Arc::from(frame.to_text()), self.context.node);
+        let delivery = Delivery::new(kind, FrameText::from(frame.to_text()), self.context.node);
         fan_out(&mut self.watchers, &delivery);
     }
 
@@ -121,7 +121,7 @@ impl UserState {
                 self.watchers.remove(&session_id);
             }
             UserRequest::Notify { text, push } => {
-                let delivery = Delivery::new(DeliveryKind::Direct, Arc::from(text), self.context.node);
+                let delivery = Delivery::new(DeliveryKind::Direct, FrameText::from(text), self.context.node);
                 fan_out(&mut self.sinks, &delivery);
                 if let Some(notice) = push.filter(|_| self.sinks.is_empty()) {
                     if let Err(err) = self.context.ports.push.enqueue(notice).await {

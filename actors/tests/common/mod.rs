@@ -140,7 +140,7 @@ impl TestSession {
             .await
             .expect("a frame within the wait")
             .expect("session still open");
-        serde_json::from_str(&text).unwrap()
+        serde_json::from_str(text.as_str()).unwrap()
     }
 
     /// Sends a request with id `rid` and returns its `ok`/`error` answer, collecting what came before.
@@ -166,7 +166,7 @@ impl TestSession {
                 .await
                 .unwrap_or_else(|_| panic!("no frame where {what} within {WAIT:?}"))
                 .expect("session still open");
-            let frame: Value = serde_json::from_str(&text).unwrap();
+            let frame: Value = serde_json::from_str(text.as_str()).unwrap();
             if matches(&frame) {
                 return frame;
             }
@@ -221,10 +221,10 @@ impl Probe {
 
     pub async fn next(&mut self) -> (Option<i64>, Value) {
         let delivery = tokio::time::timeout(WAIT, self.rx.recv()).await.expect("a delivery").expect("probe open");
-        (delivery.seq(), serde_json::from_str(&delivery.text).unwrap())
+        (delivery.seq(), serde_json::from_str(delivery.text.as_str()).unwrap())
     }
 
     pub fn try_next(&mut self) -> Option<Value> {
-        self.rx.try_recv().ok().map(|d| serde_json::from_str(&d.text).unwrap())
+        self.rx.try_recv().ok().map(|d| serde_json::from_str(d.text.as_str()).unwrap())
     }
 }

@@ -13,11 +13,11 @@
 //! participants; participant ids and `order` never change for the life of the meeting.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::model::FrameText;
 use crate::model::{
     now_millis, Caller, ErrorCode, MediaState, ParticipantStatus, ParticipantView, RequestError, Role, SessionAddr,
     SignalKind, StateChange, MAX_SIGNAL_BYTES,
@@ -50,7 +50,7 @@ impl Default for MeetingConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomEffect {
     /// One roster frame to these sessions, at roster version `version`.
-    Send { sessions: Vec<SessionAddr>, text: Arc<str>, version: u64 },
+    Send { sessions: Vec<SessionAddr>, text: FrameText, version: u64 },
     /// Report a disconnected participant left once the grace period is over, unless it came
     /// back (its `generation` moved on).
     ExpireLater { participant_id: Uuid, generation: u64 },
@@ -154,7 +154,7 @@ impl MeetingRoom {
     /// (a joiner gets the snapshot in its answer).
     fn broadcast_except(&mut self, event: RoomEvent, except: Option<Uuid>) {
         self.version += 1;
-        let text: Arc<str> = Arc::from(meeting_event_frame(self.meeting_id(), self.at(self.version), &event));
+        let text = FrameText::from(meeting_event_frame(self.meeting_id(), self.at(self.version), &event));
         let waiting = match &event {
             RoomEvent::Lobby { participant } => Some(participant.participant_id),
             _ => None,
@@ -204,7 +204,7 @@ impl MeetingRoom {
         let event = RoomEvent::Left { participant_id, reason };
         let text = meeting_event_frame(self.meeting_id(), self.at(self.version + 1), &event);
         let sessions = vec![participant.session];
-        self.effects.push(RoomEffect::Send { sessions, text: Arc::from(text), version: self.version + 1 });
+        self.effects.push(RoomEffect::Send { sessions, text: FrameText::from(text), version: self.version + 1 });
         self.by_session.retain(|_, id| *id != participant_id);
         self.broadcast(event);
         if participant.view.role == Role::Host {

@@ -44,7 +44,7 @@ fn sent_to(effects: &[RoomEffect], session: &SessionAddr) -> Vec<serde_json::Val
         .iter()
         .filter_map(|effect| match effect {
             RoomEffect::Send { sessions, text, .. } if sessions.contains(session) => {
-                Some(serde_json::from_str(text).unwrap())
+                Some(serde_json::from_str(text.as_str()).unwrap())
             }
             _ => None,
         })
