@@ -115,9 +115,13 @@ except OSError:
     sys.exit(1)' "$1" "$2"
 }
 
+# partition_supported: root, iptables and setpriv, and a node's uid can run the node binary
+# (a checkout under a private home directory cannot).
 partition_supported() {
     [[ ${CHAOS_PARTITION:-auto} != 0 ]] && [[ $(id -u) -eq 0 ]] && command -v iptables >/dev/null &&
-        command -v setpriv >/dev/null
+        command -v setpriv >/dev/null &&
+        setpriv --reuid=$((CHAOS_UID_BASE + 1)) --regid=$((CHAOS_UID_BASE + 1)) --clear-groups -- \
+            test -x "$CHAOS_NODE_BIN"
 }
 
 # cluster_init N: the temp dir, Postgres, Redis and the addresses of N nodes.

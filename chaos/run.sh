@@ -102,11 +102,6 @@ on_exit() {
 trap on_exit EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
-if why=$(scenario_impossible "$scenario"); then
-    log "scenario $scenario SKIPPED: $why"
-    scenario_skipped "$scenario" "$why"
-    exit 3
-fi
 if [[ $build == always ]] || { [[ $build == auto ]] && [[ ! -x $CHAOS_NODE_BIN || ! -x $CHAOS_BENCH_BIN ]]; }; then
     log "building: cargo build --release -p node -p bench"
     cargo build --release -p node -p bench
@@ -114,7 +109,14 @@ fi
 for bin in "$CHAOS_NODE_BIN" "$CHAOS_BENCH_BIN"; do
     [[ -x $bin ]] || { echo "error: $bin missing: cargo build --release -p node -p bench" >&2; exit 1; }
 done
+if why=$(scenario_impossible "$scenario"); then
+    log "scenario $scenario SKIPPED: $why"
+    scenario_skipped "$scenario" "$why"
+    exit 3
+fi
 
+# Only the scenarios that cut a node off run the nodes under their own uids (see cluster.sh).
+if [[ $scenario != partition && $scenario != mixed ]]; then export CHAOS_PARTITION=0; fi
 # leader-join keeps a 4th node for the join; the clients only know the first three.
 total_nodes=$node_count started_nodes=$node_count
 if [[ $scenario == leader-join ]]; then total_nodes=4; fi
