@@ -50,20 +50,49 @@ scenario_double_kill() {
     figures+=("kill -9 n$first and n$second, restarted after 4 s: ready ${ready[*]:-none}; all members again after ${back_ms} ms")
 }
 
-# sigstop-owner: freeze the owner of channel 1 for 4 s (longer than DEAD_AFTER_MS): the
-# others remove it and move its channels while it still believes it owns them.
+# sigstop-owner: freeze a channel's owner for 4 s (longer than DEAD_AFTER_MS): the others
+# remove it and move its channels while it still believes it owns them, and after SIGCONT it
+# acts on that belief until it learns the new membership. Twice: first the raft leader if it
+# owns a channel (its rejoin takes longest), else the owner of channel 1; then the owner of
+# another channel (or another node).
 scenario_sigstop_owner() {
     sleep_until_traffic "$FAULT_AT"
-    local victim removed elected
-    victim=$(owner_node 1 2)
+    local first second leader c
+    leader=$(node_index_of "$(cluster_leader)")
+    first=$(owner_node 1 2)
+    for c in "${!CHANNEL_IDS[@]}"; do
+        if [[ -n $leader && $(owner_node "$c" "") == "$leader" ]]; then first=$leader; fi
+    done
+    sigstop_one "$first"
+    sleep 1
+    # The second freeze needs traffic during it and a few seconds after it.
+    if (($(now_ms) + 10000 > TRAFFIC_END_MS)); then
+        log "second SIGSTOP skipped: less than 10 s of traffic left (a slow machine or a slow rejoin)"
+        return
+    fi
+    second=""
+    for c in "${!CHANNEL_IDS[@]}"; do
+        local owner
+        owner=$(owner_node "$c" "")
+        if [[ -n $owner && $owner != "$first" ]]; then second=$owner; fi
+    done
+    sigstop_one "${second:-$((first % CHAOS_NODES + 1))}"
+}
+
+# sigstop_one NODE: SIGSTOP for 4 s, SIGCONT, wait until the members agree again.
+sigstop_one() {
+    local victim=$1 owned=() c removed elected
+    for c in "${!CHANNEL_IDS[@]}"; do
+        if [[ $(owner_node "$c" "") == "$victim" ]]; then owned+=("$c"); fi
+    done
     leader_note "$victim"
-    action "SIGSTOP n$victim (owner of channel 1$note) for 4 s"
+    action "SIGSTOP n$victim (owner of channels: ${owned[*]:-none}$note) for 4 s"
     node_pause "$victim"
     read -r removed elected < <(watch_fault "$victim" 4 "$leader_now")
     action "SIGCONT n$victim"
     node_resume "$victim"
     wait_back "SIGSTOP of n$victim"
-    figures+=("$(describe_fault "SIGSTOP n$victim (owner of channel 1$note)" 4 "$removed" "$elected" "$is_leader" SIGCONT)")
+    figures+=("$(describe_fault "SIGSTOP n$victim (owner of channels: ${owned[*]:-none}$note)" 4 "$removed" "$elected" "$is_leader" SIGCONT)")
 }
 
 # partition: cut the owner of channel 0 off the others' cluster ports for 5 s (clients,

@@ -39,6 +39,8 @@ const MAX_IN_FLIGHT: usize = 64;
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(2);
 /// Resubscriptions asked for to refill a hole, per channel and connection.
 const MAX_REFETCHES: u32 = 5;
+/// Duplicate or late events kept as examples for the report, per client.
+const MAX_EXAMPLES: usize = 5;
 
 /// Everything one client saw, handed back when it stops.
 #[derive(Debug, Default)]
@@ -78,10 +80,23 @@ pub struct ClientReport {
     pub ack_latency_ms: Vec<u64>,
     /// Resubscriptions sent to refill a hole.
     pub refetches: u64,
+    /// The first few events that arrived twice or late, for the report.
+    pub misdelivered: Vec<Misdelivered>,
     /// Whether the first subscription round ever completed.
     pub initially_ready: bool,
     /// Index into the url list of the node the client was on last.
     pub last_url: usize,
+}
+
+/// An event that arrived twice (outside a replay asked for) or after a higher seq.
+#[derive(Debug, Clone)]
+pub struct Misdelivered {
+    pub channel: usize,
+    pub seq: i64,
+    pub seen: Seen,
+    /// Index into the url list of the node the socket was on.
+    pub url: usize,
+    pub at_ms: u64,
 }
 
 struct Pending {
@@ -425,6 +440,10 @@ impl Client {
             return;
         };
         let seen = self.report.trackers[channel].on_event(seq);
+        if matches!(seen, Seen::Duplicate | Seen::Late) && self.report.misdelivered.len() < MAX_EXAMPLES {
+            let example = Misdelivered { channel, seq, seen, url: self.url, at_ms: unix_ms() };
+            self.report.misdelivered.push(example);
+        }
         let slot = self.user * self.shared.channels.len() + channel;
         self.shared.progress[slot].store(self.report.trackers[channel].contiguous(), Relaxed);
         if frame["event"]["kind"] == "message_new" {

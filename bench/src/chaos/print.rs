@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use super::check::Seen;
 use super::recovery::{self, Episode, Recovery};
 use super::summary::Summary;
 use super::Options;
@@ -101,6 +102,17 @@ impl Summary {
                 m.seq,
                 m.client_msg_id,
                 m.fault
+            );
+        }
+        for (user, example) in self.misdelivered.iter().take(EXAMPLES) {
+            println!(
+                "{} at user{} (on {}): channel {} seq {} at +{:.2} s",
+                if example.seen == Seen::Late { "LATE" } else { "DUPLICATE" },
+                user + 1,
+                opts.urls[example.url],
+                example.channel,
+                example.seq,
+                example.at_ms.saturating_sub(self.traffic_started_ms) as f64 / 1000.0
             );
         }
         for b in self.order_breaks.iter().take(EXAMPLES) {

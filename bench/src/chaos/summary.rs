@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::check::{self, Ack, ContentMismatch, HistoryCheck, OrderBreak, Sent, Stored};
-use super::client::ClientReport;
+use super::client::{ClientReport, Misdelivered};
 use super::recovery::{self, Action, Episode, Recovery};
 
 /// The figures of a run and the verdict.
@@ -49,6 +49,8 @@ pub struct Summary {
     pub traffic_started_ms: u64,
     /// Receivers still behind their channel's head at the end, whether they noticed or not.
     pub missing: Vec<Missing>,
+    /// Examples of duplicate and late events, with the receiver's index.
+    pub misdelivered: Vec<(usize, Misdelivered)>,
     pub failures: Vec<String>,
 }
 
@@ -160,6 +162,7 @@ impl Summary {
                 self.delivered_mismatches += check::delivered_mismatches(&report.delivered[channel], &history[channel]);
             }
         }
+        self.misdelivered.extend(report.misdelivered.iter().map(|example| (report.user, example.clone())));
         self.disconnects += report.disconnect_reasons.values().sum::<u64>();
         self.episodes.extend(report.episodes.iter().cloned());
         self.ack_latency_ms.extend(&report.ack_latency_ms);
