@@ -34,6 +34,7 @@ CHAOS_PG_PORT=""
 CHAOS_REDIS_PID=""
 CHAOS_REDIS_PORT=""
 CHAOS_PARTITIONED=""
+# The node the mixed scenario partitions (0: partitions are impossible here).
 CHAOS_PARTITION_NODE=0
 # Node i runs as uid CHAOS_UID_BASE+i when partitions are possible: iptables recognises a
 # node's outgoing connections by their owner (they all leave from 127.0.0.1).
@@ -89,7 +90,7 @@ print("" if value is None else value)' "$1"
 log() {
     local now
     now=$(now_ms)
-    printf '[%s +%6.2fs] %s\n' "$(date -u +%H:%M:%S.%3N)" "$(((now - CHAOS_T0)))e-3" "$*"
+    printf '[%s +%6.2fs] %s\n' "$(date -u +%H:%M:%S.%3N)" "$((now - CHAOS_T0))e-3" "$*"
 }
 
 # Postgres refuses to run as root: its tools run as the `postgres` user when we are root.
@@ -151,6 +152,7 @@ cluster_init() {
         mkdir -p "$CHAOS_DIR/n$i"
     done
     if partition_supported; then
+        # shellcheck disable=SC2034  # read by mixed.sh
         CHAOS_PARTITION_NODE=$CHAOS_NODES
         for ((i = 1; i <= CHAOS_NODES; i++)); do
             NODE_UID[i]=$((CHAOS_UID_BASE + i))
@@ -265,7 +267,7 @@ node_start() {
     fi
     echo "=== $(date -u +%FT%T.%3NZ) starting n$i (seeds: ${seed_list:-none}) ===" >>"$CHAOS_DIR/n$i.log"
     (
-        cd "$CHAOS_DIR/n$i"
+        cd "$CHAOS_DIR/n$i" || exit 1
         exec env HOME="$CHAOS_DIR/n$i" BIND_ADDR="${NODE_IP[i]}:${NODE_HTTP_PORT[i]}" NODE_ID="n$i" \
             DATABASE_URL="$DATABASE_URL_CHAOS" REDIS_URL="$REDIS_URL_CHAOS" JWT_SECRET=chaos-jwt-secret \
             CLUSTER_ADDR="$(node_cluster_addr "$i")" CLUSTER_SECRET=chaos-cluster-secret SEED_NODES="$seed_list" \

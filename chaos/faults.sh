@@ -12,10 +12,16 @@
 
 # action LABEL: logs a fault and records it for the checker (which times each recovery).
 action() {
-    local at
-    at=$(now_ms)
-    LAST_ACTION_MS=$at
-    echo "$at $*" >>"$CHAOS_DIR/actions"
+    LAST_ACTION_MS=$(now_ms)
+    echo "$LAST_ACTION_MS $*" >>"$CHAOS_DIR/actions"
+    log "ACTION: $*"
+}
+
+# recovery_step LABEL: like action, for a step that ends the current fault (a restart,
+# SIGCONT, heal): the checker times the recovery from the fault, through its steps.
+recovery_step() {
+    LAST_ACTION_MS=$(now_ms)
+    echo "$LAST_ACTION_MS + $*" >>"$CHAOS_DIR/actions"
     log "ACTION: $*"
 }
 

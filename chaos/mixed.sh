@@ -67,7 +67,7 @@ scenario_mixed() {
     fi
     sleep 2
     t_restart=$(now_ms)
-    action "restart n$victim (same DATA_DIR)"
+    recovery_step "restart n$victim (same DATA_DIR)"
     node_start "$victim"
     if node_wait_ready "$victim" 30; then
         ready_ms=$(($(now_ms) - t_restart))
@@ -87,7 +87,7 @@ scenario_mixed() {
             figures+=("restart n$victim: ready after ${ready_ms} ms; SIGTERM n$feeder: the members did NOT converge within 30 s")
         fi
         sleep 2
-        action "restart n$feeder (same DATA_DIR)"
+        recovery_step "restart n$feeder (same DATA_DIR)"
         node_start "$feeder"
         if node_wait_ready "$feeder" 30; then
             wait_back "restart of n$feeder"
@@ -109,7 +109,7 @@ scenario_mixed() {
     action "SIGSTOP n$paused for 3 s$note"
     node_pause "$paused"
     read -r removed elected < <(watch_fault "$paused" 3 "$leader_now")
-    action "SIGCONT n$paused"
+    recovery_step "SIGCONT n$paused"
     node_resume "$paused"
     wait_back "SIGSTOP of n$paused"
     figures+=("$(describe_fault "SIGSTOP n$paused$note" 3 "$removed" "$elected" "$is_leader" SIGCONT)")
@@ -123,7 +123,7 @@ scenario_mixed() {
         if partition_node "$part"; then
             read -r removed elected < <(watch_fault "$part" 4 "$leader_now")
             partition_heal
-            action "heal the partition of n$part"
+            recovery_step "heal the partition of n$part"
             wait_back "partition of n$part"
             figures+=("$(describe_fault "partition n$part$note" 4 "$removed" "$elected" "$is_leader" healing)")
         else

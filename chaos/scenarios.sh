@@ -21,7 +21,7 @@ scenario_restart_fast() {
     action "kill -9 n$victim (owner of channel 0$note)"
     node_kill "$victim"
     sleep 0.5
-    action "restart n$victim (same DATA_DIR, 0.5 s after the kill)"
+    recovery_step "restart n$victim (same DATA_DIR, 0.5 s after the kill)"
     restart_ready "$victim" "after a kill -9"
     wait_back "restart of n$victim"
     figures+=("kill -9 n$victim (owner of channel 0$note), restarted after 0.5 s: ready after ${ready_ms} ms; all members again after ${back_ms} ms")
@@ -39,7 +39,7 @@ scenario_double_kill() {
     node_kill "$first"
     node_kill "$second"
     sleep 4
-    action "restart n$first and n$second (same DATA_DIR, 4 s after the kill)"
+    recovery_step "restart n$first and n$second (same DATA_DIR, 4 s after the kill)"
     node_start "$first"
     node_start "$second"
     local i ready=()
@@ -89,7 +89,7 @@ sigstop_one() {
     action "SIGSTOP n$victim (owner of channels: ${owned[*]:-none}$note) for 4 s"
     node_pause "$victim"
     read -r removed elected < <(watch_fault "$victim" 4 "$leader_now")
-    action "SIGCONT n$victim"
+    recovery_step "SIGCONT n$victim"
     node_resume "$victim"
     wait_back "SIGSTOP of n$victim"
     figures+=("$(describe_fault "SIGSTOP n$victim (owner of channels: ${owned[*]:-none}$note)" 4 "$removed" "$elected" "$is_leader" SIGCONT)")
@@ -113,7 +113,7 @@ scenario_partition() {
     fi
     read -r removed elected < <(watch_fault "$part" 5 "$leader_now")
     partition_heal
-    action "heal the partition of n$part"
+    recovery_step "heal the partition of n$part"
     wait_back "partition of n$part"
     figures+=("$(describe_fault "partition n$part$note (owner of channels: ${owned[*]:-none})" 5 "$removed" "$elected" "$is_leader" healing)")
     if [[ $removed == no ]]; then
@@ -122,7 +122,9 @@ scenario_partition() {
 }
 
 # leader-join: a 4th node starts joining; as soon as the leader has added it as a learner (or
-# after 5 s), kill -9 the leader. Wait for the join to finish, then restart the old leader.
+# after 5 s), kill -9 the leader. Wait for the join to finish and for the three others to
+# agree on three members (the dead leader removed), then restart the old leader. (Restarting
+# it before its removal is what restart-fast tests.)
 scenario_leader_join() {
     sleep_until_traffic "$FAULT_AT"
     local leader before seen=no deadline
@@ -142,11 +144,16 @@ scenario_leader_join() {
     t0=$(now_ms)
     if node_wait_ready 4 30; then joined_ms=$(($(now_ms) - t0)); else problems+=("n4 did not finish joining within 30 s of the leader's death"); fi
     node_raft_id 4 >/dev/null || true
-    sleep 2
-    action "restart n$leader (same DATA_DIR)"
+    local settled_ms=never
+    if cluster_wait_members 3 30 >/dev/null; then
+        settled_ms=$(($(now_ms) - t0))
+    else
+        problems+=("after the leader's death the other three did not agree on 3 members within 30 s")
+    fi
+    recovery_step "restart n$leader (same DATA_DIR)"
     restart_ready "$leader" "the killed leader"
     wait_back "restart of n$leader" 4
-    figures+=("kill -9 leader n$leader while n4 joined (learner added: $seen): n4 ready ${joined_ms} ms after the kill; n$leader restarted, ready after ${ready_ms} ms; all 4 members again after ${back_ms} ms")
+    figures+=("kill -9 leader n$leader while n4 joined (learner added: $seen): n4 ready ${joined_ms} ms and the others agreed on 3 members ${settled_ms} ms after the kill; n$leader restarted, ready after ${ready_ms} ms; all 4 members again after ${back_ms} ms")
 }
 
 # postgres-restart: stop the shared Postgres (fast: connections cut) for 3 s, then start it.
@@ -157,7 +164,7 @@ scenario_postgres_restart() {
     t0=$(now_ms)
     postgres_stop || problems+=("postgres did not stop")
     sleep 3
-    action "postgres start"
+    recovery_step "postgres start"
     postgres_start || problems+=("postgres did not start again")
     down_ms=$(($(now_ms) - t0))
     wait_back "postgres restart"
@@ -171,7 +178,7 @@ scenario_redis_kill() {
     action "kill -9 redis (8 s down)"
     redis_kill
     sleep 8
-    action "redis start (same port, empty)"
+    recovery_step "redis start (same port, empty)"
     redis_restart || problems+=("redis did not start again")
     wait_back "redis kill"
     figures+=("redis killed for 8 s; all members after ${back_ms} ms")

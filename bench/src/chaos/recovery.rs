@@ -29,9 +29,13 @@ impl Episode {
 pub struct Action {
     pub at_ms: u64,
     pub label: String,
+    /// A step of the recovery from the fault before it (a restart, SIGCONT, heal), not a new
+    /// fault: written as `<unix_ms> + <label>`.
+    pub follows: bool,
 }
 
-/// Parses `<unix_ms> <label>` lines; blank lines and `#` comments are skipped.
+/// Parses `<unix_ms> <label>` and `<unix_ms> + <label>` lines; blank lines and `#` comments
+/// are skipped.
 pub fn parse_actions(text: &str) -> Vec<Action> {
     let mut actions: Vec<Action> = text
         .lines()
@@ -39,7 +43,12 @@ pub fn parse_actions(text: &str) -> Vec<Action> {
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .filter_map(|line| {
             let (at, label) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-            Some(Action { at_ms: at.parse().ok()?, label: label.trim().to_owned() })
+            let label = label.trim();
+            let (follows, label) = match label.strip_prefix("+ ") {
+                Some(rest) => (true, rest.trim()),
+                None => (false, label),
+            };
+            Some(Action { at_ms: at.parse().ok()?, label: label.to_owned(), follows })
         })
         .collect();
     actions.sort_by_key(|action| action.at_ms);
@@ -111,30 +120,38 @@ pub fn recoveries(actions: &[Action], episodes: &[Episode], ack_times: &[Vec<u64
 /// acks about every 50 ms under the checker's default load).
 pub const DISRUPTION_PAUSE_MS: u64 = 1000;
 
-/// How long the whole system took to recover from the scenario's faults: from the first action
-/// to the latest of (every socket lost since then resumed, every ack pause of at least
-/// [`DISRUPTION_PAUSE_MS`] that began since then ended). `None` without actions, or when it
-/// never recovered: a client never resumed, or a channel that had acks never acked again.
+/// How long the system took to recover from the scenario's faults: per fault (an action and
+/// the actions that follow it, until the next fault), from the fault to the latest of (every
+/// socket lost in that span resumed, every ack pause of at least [`DISRUPTION_PAUSE_MS`] that
+/// began in it ended); the longest of those. `None` without actions, or when it never
+/// recovered: a client never resumed, or a channel that had acks never acked again.
 pub fn recovery_ms(actions: &[Action], episodes: &[Episode], ack_times: &[Vec<u64>]) -> Option<u64> {
-    let start = actions.first()?.at_ms;
-    let mut until = start;
-    for episode in episodes.iter().filter(|e| e.disconnected_at_ms >= start) {
-        until = until.max(episode.resumed_at_ms?);
-    }
-    let from = start.saturating_sub(PAUSE_LEAD_MS);
-    for times in ack_times {
-        let mut sorted = times.clone();
-        sorted.sort_unstable();
-        if sorted.last().is_some_and(|&last| last < start) {
+    let first = actions.first()?.at_ms;
+    let mut sorted_acks: Vec<Vec<u64>> = ack_times.to_vec();
+    for times in &mut sorted_acks {
+        times.sort_unstable();
+        if times.last().is_some_and(|&last| last < first) {
             return None;
         }
-        for pair in sorted.windows(2) {
-            if pair[0] >= from && pair[1] - pair[0] >= DISRUPTION_PAUSE_MS {
+    }
+    let starts: Vec<u64> =
+        actions.iter().enumerate().filter(|(i, a)| *i == 0 || !a.follows).map(|(_, a)| a.at_ms).collect();
+    let mut longest = 0;
+    for (index, &start) in starts.iter().enumerate() {
+        let end = starts.get(index + 1).copied().unwrap_or(u64::MAX);
+        let mut until = start;
+        for episode in episodes.iter().filter(|e| e.disconnected_at_ms >= start && e.disconnected_at_ms < end) {
+            until = until.max(episode.resumed_at_ms?);
+        }
+        let (from, to) = (start.saturating_sub(PAUSE_LEAD_MS), end.saturating_sub(PAUSE_LEAD_MS));
+        for pair in sorted_acks.iter().flat_map(|times| times.windows(2)) {
+            if pair[0] >= from && pair[0] < to && pair[1] - pair[0] >= DISRUPTION_PAUSE_MS {
                 until = until.max(pair[1]);
             }
         }
+        longest = longest.max(until - start);
     }
-    Some(until - start)
+    Some(longest)
 }
 
 /// The median and maximum of some durations.
@@ -153,7 +170,7 @@ mod tests {
     fn parses_actions_and_times_recovery() {
         let actions = parse_actions("# comment\n2000 kill -9 n2\n\n1000 start\nbad line\n5000 pause n3\n");
         assert_eq!(actions.len(), 3);
-        assert_eq!(actions[1], Action { at_ms: 2000, label: "kill -9 n2".to_owned() });
+        assert_eq!(actions[1], Action { at_ms: 2000, label: "kill -9 n2".to_owned(), follows: false });
         let episode = |user, at, resumed: Option<u64>| Episode {
             user,
             from_url: 1,
@@ -180,7 +197,7 @@ mod tests {
 
     #[test]
     fn recovery_is_the_latest_resume_or_end_of_a_long_ack_pause() {
-        let actions = parse_actions("1000 kill -9 n1\n1500 restart n1\n");
+        let actions = parse_actions("1000 kill -9 n1\n1500 + restart n1\n");
         let resumed = |at, back| Episode {
             user: 0,
             from_url: 0,
@@ -200,6 +217,21 @@ mod tests {
         assert_eq!(recovery_ms(&[], &[], &acks), None, "no fault, no recovery");
         let calm = vec![vec![900, 1300, 1700, 2100]];
         assert_eq!(recovery_ms(&actions, &[], &calm), Some(0));
+    }
+
+    #[test]
+    fn recovery_is_the_longest_of_separate_faults() {
+        let actions = parse_actions("1000 SIGSTOP n1\n5000 + SIGCONT n1\n20000 SIGSTOP n2\n24000 + SIGCONT n2\n");
+        assert_eq!(actions[1], Action { at_ms: 5000, label: "SIGCONT n1".to_owned(), follows: true });
+        // Pauses: 950 → 3500 (first fault), 20100 → 22000 (second); calm in between.
+        let calm = (4000..20_000).step_by(500);
+        let acks = vec![[950, 3500].into_iter().chain(calm).chain([20_100, 22_000, 22_100]).collect()];
+        assert_eq!(recovery_ms(&actions, &[], &acks), Some(2500), "not 21 s from the first SIGSTOP");
+        let late = vec![vec![900, 1100, 3400]];
+        let marked = parse_actions("1000 kill -9 n1\n1500 + restart n1\n");
+        assert_eq!(recovery_ms(&marked, &[], &late), Some(2400), "from the kill, through the restart");
+        let unmarked = parse_actions("1000 kill -9 n1\n1500 restart n1\n");
+        assert_eq!(recovery_ms(&unmarked, &[], &late), Some(1900), "two faults: the pause is the restart's");
     }
 
     #[test]
