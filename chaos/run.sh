@@ -49,7 +49,7 @@ fi
 # Traffic long enough for the fault, the recovery and a stretch of normal traffic after it.
 declare -A MIN_SECONDS=([mixed]=30 [restart-fast]=15 [double-kill]=18 [sigstop-owner]=25 [partition]=15
     [leader-join]=20 [postgres-restart]=15 [redis-kill]=20 [mutate]=10)
-declare -A DEFAULT_SECONDS=([mixed]=40 [restart-fast]=20 [double-kill]=22 [sigstop-owner]=30 [partition]=20
+declare -A DEFAULT_SECONDS=([mixed]=40 [restart-fast]=20 [double-kill]=22 [sigstop-owner]=35 [partition]=20
     [leader-join]=25 [postgres-restart]=20 [redis-kill]=25 [mutate]=12)
 seconds=${seconds:-${DEFAULT_SECONDS[$scenario]}}
 if ! [[ $seconds =~ ^[0-9]+$ ]] || ((seconds < ${MIN_SECONDS[$scenario]} || seconds > 600)); then
