@@ -9,13 +9,17 @@
 #   cluster_start           # node 1 bootstraps, the others join; waits for 3 members
 #   node_kill 2; cluster_wait_members 2 20; node_restart 2; cluster_wait_members 3 30
 #
+# Shared services can fail too: postgres_stop / postgres_start (same port and data),
+# redis_kill / redis_restart (same port), and chaos_psql runs SQL on the database.
+#
 # Nodes are numbered from 1. Every node's output goes to $CHAOS_DIR/n<i>.log (appended on
 # restart). Environment:
 #   CHAOS_NODE_BIN       node binary [target/release/node]
 #   CHAOS_DATABASE_URL   use this Postgres database instead of a throwaway one
 #   CHAOS_REDIS_URL      use this Redis instead of a throwaway one
-#   CHAOS_PARTITION      auto (default): partitions are possible when root, iptables, setpriv
-#                        and the `nobody` user exist; 0 disables them
+#   CHAOS_PARTITION      auto (default): partitions are possible when root, iptables and
+#                        setpriv exist (every node then runs under its own uid, 61000+i);
+#                        0 disables them
 #   CHAOS_KEEP           1 keeps $CHAOS_DIR (logs, raft state) even when everything passed
 # Only 127.0.0.x addresses are used; everything started here is stopped by cluster_cleanup.
 
@@ -26,14 +30,19 @@ CHAOS_NODES=0
 CHAOS_T0=$(date +%s%3N)
 CHAOS_FAILED=0
 CHAOS_PG_CTL=""
+CHAOS_PG_PORT=""
 CHAOS_REDIS_PID=""
+CHAOS_REDIS_PORT=""
 CHAOS_PARTITIONED=""
+# The node the mixed scenario partitions (0: partitions are impossible here).
 CHAOS_PARTITION_NODE=0
-CHAOS_PARTITION_UID=65534
+# Node i runs as uid CHAOS_UID_BASE+i when partitions are possible: iptables recognises a
+# node's outgoing connections by their owner (they all leave from 127.0.0.1).
+CHAOS_UID_BASE=61000
 CHAOS_CHAIN_OUT="LARKCHAOS_O_$$"
 CHAOS_CHAIN_IN="LARKCHAOS_I_$$"
 CHAOS_CONNMARK=0x4c4b
-declare -a NODE_PID NODE_IP NODE_HTTP_PORT NODE_CLUSTER_PORT NODE_PAUSED NODE_RAFT_ID NODE_AS_NOBODY
+declare -a NODE_PID NODE_IP NODE_HTTP_PORT NODE_CLUSTER_PORT NODE_PAUSED NODE_RAFT_ID NODE_UID
 DATABASE_URL_CHAOS=""
 REDIS_URL_CHAOS=""
 
@@ -81,7 +90,7 @@ print("" if value is None else value)' "$1"
 log() {
     local now
     now=$(now_ms)
-    printf '[%s +%6.2fs] %s\n' "$(date -u +%H:%M:%S.%3N)" "$(((now - CHAOS_T0)))e-3" "$*"
+    printf '[%s +%6.2fs] %s\n' "$(date -u +%H:%M:%S.%3N)" "$((now - CHAOS_T0))e-3" "$*"
 }
 
 # Postgres refuses to run as root: its tools run as the `postgres` user when we are root.
@@ -107,9 +116,13 @@ except OSError:
     sys.exit(1)' "$1" "$2"
 }
 
+# partition_supported: root, iptables and setpriv, and a node's uid can run the node binary
+# (a checkout under a private home directory cannot).
 partition_supported() {
     [[ ${CHAOS_PARTITION:-auto} != 0 ]] && [[ $(id -u) -eq 0 ]] && command -v iptables >/dev/null &&
-        command -v setpriv >/dev/null && id nobody >/dev/null 2>&1
+        command -v setpriv >/dev/null &&
+        setpriv --reuid=$((CHAOS_UID_BASE + 1)) --regid=$((CHAOS_UID_BASE + 1)) --clear-groups -- \
+            test -x "$CHAOS_NODE_BIN"
 }
 
 # cluster_init N: the temp dir, Postgres, Redis and the addresses of N nodes.
@@ -135,13 +148,16 @@ cluster_init() {
         NODE_PID[i]=""
         NODE_PAUSED[i]=0
         NODE_RAFT_ID[i]=""
-        NODE_AS_NOBODY[i]=0
+        NODE_UID[i]=""
         mkdir -p "$CHAOS_DIR/n$i"
     done
     if partition_supported; then
+        # shellcheck disable=SC2034  # read by mixed.sh
         CHAOS_PARTITION_NODE=$CHAOS_NODES
-        NODE_AS_NOBODY[CHAOS_PARTITION_NODE]=1
-        chown -R "$CHAOS_PARTITION_UID" "$CHAOS_DIR/n$CHAOS_PARTITION_NODE"
+        for ((i = 1; i <= CHAOS_NODES; i++)); do
+            NODE_UID[i]=$((CHAOS_UID_BASE + i))
+            chown -R "${NODE_UID[i]}:${NODE_UID[i]}" "$CHAOS_DIR/n$i"
+        done
     fi
     log "cluster dir $CHAOS_DIR; nodes: $(for ((i = 1; i <= CHAOS_NODES; i++)); do printf 'n%d=%s ' "$i" "$(node_url "$i")"; done)"
 }
@@ -160,16 +176,32 @@ start_postgres() {
     fi
     pg_bin=$(dirname "$initdb_bin")
     pg_port=$(free_port)
+    CHAOS_PG_PORT=$pg_port
     mkdir -p "$CHAOS_DIR/pg"
     if [[ $(id -u) -eq 0 ]]; then chown postgres "$CHAOS_DIR/pg"; fi
     as_pg "$pg_bin/initdb" -D "$CHAOS_DIR/pg" -U lark -A trust --no-sync >"$CHAOS_DIR/initdb.log" 2>&1 ||
         { cat "$CHAOS_DIR/initdb.log" >&2; return 1; }
     CHAOS_PG_CTL="$pg_bin/pg_ctl"
-    as_pg "$CHAOS_PG_CTL" -D "$CHAOS_DIR/pg" -l "$CHAOS_DIR/pg/server.log" -w -t 60 \
-        -o "-p $pg_port -k $CHAOS_DIR/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" \
-        start >/dev/null || { cat "$CHAOS_DIR/pg/server.log" >&2; return 1; }
+    postgres_start || return 1
     DATABASE_URL_CHAOS="postgres://lark@127.0.0.1:$pg_port/postgres"
     log "throwaway postgres on 127.0.0.1:$pg_port"
+}
+
+# postgres_start: starts the throwaway Postgres (again) on its port; waits until it accepts.
+postgres_start() {
+    as_pg "$CHAOS_PG_CTL" -D "$CHAOS_DIR/pg" -l "$CHAOS_DIR/pg/server.log" -w -t 60 \
+        -o "-p $CHAOS_PG_PORT -k $CHAOS_DIR/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" \
+        start >/dev/null || { tail -n 20 "$CHAOS_DIR/pg/server.log" >&2; return 1; }
+}
+
+# postgres_stop: a fast shutdown of the throwaway Postgres (open connections are cut).
+postgres_stop() { as_pg "$CHAOS_PG_CTL" -D "$CHAOS_DIR/pg" -m fast -w -t 30 stop >/dev/null; }
+
+# chaos_psql: runs the SQL on stdin against the cluster's database; prints the results unaligned.
+chaos_psql() {
+    local psql_bin
+    psql_bin=$(if [[ -n $CHAOS_PG_CTL ]]; then echo "$(dirname "$CHAOS_PG_CTL")/psql"; else command -v psql; fi)
+    "$psql_bin" "$DATABASE_URL_CHAOS" -X -q -At -v ON_ERROR_STOP=1 "$@"
 }
 
 start_redis() {
@@ -181,18 +213,32 @@ start_redis() {
         log "redis-server not installed: nodes run without Redis (in-memory presence)"
         return
     fi
-    local port
-    port=$(free_port)
-    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$CHAOS_DIR" \
+    CHAOS_REDIS_PORT=$(free_port)
+    redis_restart || return 1
+    REDIS_URL_CHAOS="redis://127.0.0.1:$CHAOS_REDIS_PORT"
+    log "throwaway redis on 127.0.0.1:$CHAOS_REDIS_PORT"
+}
+
+# redis_restart: starts the throwaway Redis (again) on its port, empty; waits until it answers.
+redis_restart() {
+    redis-server --port "$CHAOS_REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$CHAOS_DIR" \
         --logfile "$CHAOS_DIR/redis.log" &
     CHAOS_REDIS_PID=$!
     local _
     for _ in $(seq 1 100); do
-        redis-cli -p "$port" ping >/dev/null 2>&1 && break
+        if redis-cli -p "$CHAOS_REDIS_PORT" ping >/dev/null 2>&1; then return 0; fi
         sleep 0.1
     done
-    REDIS_URL_CHAOS="redis://127.0.0.1:$port"
-    log "throwaway redis on 127.0.0.1:$port"
+    log "redis did not answer on port $CHAOS_REDIS_PORT within 10 s"
+    return 1
+}
+
+# redis_kill: kill -9 of the throwaway Redis (its data is gone: it keeps nothing on disk).
+redis_kill() {
+    [[ -n $CHAOS_REDIS_PID ]] || return 0
+    kill -KILL "$CHAOS_REDIS_PID" 2>/dev/null || true
+    wait "$CHAOS_REDIS_PID" 2>/dev/null || true
+    CHAOS_REDIS_PID=""
 }
 
 node_url() { echo "http://${NODE_IP[$1]}:${NODE_HTTP_PORT[$1]}"; }
@@ -216,12 +262,12 @@ node_start() {
     local seed_list
     seed_list=$(IFS=,; echo "${seeds[*]}")
     local -a prefix=()
-    if ((NODE_AS_NOBODY[i])); then
-        prefix=(setpriv "--reuid=$CHAOS_PARTITION_UID" "--regid=$CHAOS_PARTITION_UID" --clear-groups --)
+    if [[ -n ${NODE_UID[i]} ]]; then
+        prefix=(setpriv "--reuid=${NODE_UID[i]}" "--regid=${NODE_UID[i]}" --clear-groups --)
     fi
     echo "=== $(date -u +%FT%T.%3NZ) starting n$i (seeds: ${seed_list:-none}) ===" >>"$CHAOS_DIR/n$i.log"
     (
-        cd "$CHAOS_DIR/n$i"
+        cd "$CHAOS_DIR/n$i" || exit 1
         exec env HOME="$CHAOS_DIR/n$i" BIND_ADDR="${NODE_IP[i]}:${NODE_HTTP_PORT[i]}" NODE_ID="n$i" \
             DATABASE_URL="$DATABASE_URL_CHAOS" REDIS_URL="$REDIS_URL_CHAOS" JWT_SECRET=chaos-jwt-secret \
             CLUSTER_ADDR="$(node_cluster_addr "$i")" CLUSTER_SECRET=chaos-cluster-secret SEED_NODES="$seed_list" \
@@ -412,46 +458,47 @@ cluster_owner() {
     done
 }
 
-# cluster_start: node 1 bootstraps, the others join one by one; waits for all members.
+# cluster_start [K]: node 1 bootstraps, nodes 2..K (default all) join one by one; waits until
+# the K agree on K members.
 cluster_start() {
-    local i waited
-    for ((i = 1; i <= CHAOS_NODES; i++)); do
+    local i waited count=${1:-$CHAOS_NODES}
+    for ((i = 1; i <= count; i++)); do
         node_start "$i"
         node_wait_ready "$i" 60 || return 1
     done
-    waited=$(cluster_wait_members "$CHAOS_NODES" 60) || { log "the cluster did not form"; return 1; }
-    for ((i = 1; i <= CHAOS_NODES; i++)); do node_raft_id "$i" >/dev/null; done
-    log "cluster of $CHAOS_NODES formed (+${waited} ms after the last node was ready): raft ids $(
-        for ((i = 1; i <= CHAOS_NODES; i++)); do printf 'n%d=%s ' "$i" "${NODE_RAFT_ID[i]}"; done
+    waited=$(cluster_wait_members "$count" 60) || { log "the cluster did not form"; return 1; }
+    for ((i = 1; i <= count; i++)); do node_raft_id "$i" >/dev/null; done
+    log "cluster of $count formed (+${waited} ms after the last node was ready): raft ids $(
+        for ((i = 1; i <= count; i++)); do printf 'n%d=%s ' "$i" "${NODE_RAFT_ID[i]}"; done
     )leader $(cluster_leader)"
 }
 
 # partition_node I: silently drops all cluster traffic between node I and the others (HTTP and
 # WebSocket traffic of clients, Postgres and Redis still flow). Needs root, iptables and node I
-# running as `nobody` (only node $CHAOS_PARTITION_NODE does): its outgoing connections leave
-# from 127.0.0.1, so they are recognised by their owner, marked, and dropped on arrival.
+# running under its own uid (every node does when partitions are possible): its outgoing
+# connections leave from 127.0.0.1, so they are recognised by their owner, marked, and dropped
+# on arrival.
 partition_node() {
     local i=$1 j
-    if ((i != CHAOS_PARTITION_NODE)) || ((!NODE_AS_NOBODY[i])); then
-        log "partition of n$i not possible (only n$CHAOS_PARTITION_NODE runs as nobody)"
+    if [[ -z ${NODE_UID[i]} ]]; then
+        log "partition of n$i not possible (nodes run under their own uid only with root, iptables and setpriv)"
         return 1
     fi
-    iptables -N "$CHAOS_CHAIN_OUT"
-    iptables -N "$CHAOS_CHAIN_IN"
     CHAOS_PARTITIONED=$i
+    iptables -N "$CHAOS_CHAIN_OUT" && iptables -N "$CHAOS_CHAIN_IN" || return 1
     local mark=(-j CONNMARK --set-mark "$CHAOS_CONNMARK")
     for ((j = 1; j <= CHAOS_NODES; j++)); do
         ((j != i)) || continue
         # node I dials node J
-        iptables -A "$CHAOS_CHAIN_OUT" -p tcp -m owner --uid-owner "$CHAOS_PARTITION_UID" \
-            -d "${NODE_IP[j]}" --dport "${NODE_CLUSTER_PORT[j]}" "${mark[@]}"
+        iptables -A "$CHAOS_CHAIN_OUT" -p tcp -m owner --uid-owner "${NODE_UID[i]}" \
+            -d "${NODE_IP[j]}" --dport "${NODE_CLUSTER_PORT[j]}" "${mark[@]}" || return 1
     done
     # anyone dials node I, and node I answers on its listener
-    iptables -A "$CHAOS_CHAIN_OUT" -p tcp -d "${NODE_IP[i]}" --dport "${NODE_CLUSTER_PORT[i]}" "${mark[@]}"
-    iptables -A "$CHAOS_CHAIN_OUT" -p tcp -s "${NODE_IP[i]}" --sport "${NODE_CLUSTER_PORT[i]}" "${mark[@]}"
-    iptables -A "$CHAOS_CHAIN_IN" -m connmark --mark "$CHAOS_CONNMARK" -j DROP
-    iptables -I OUTPUT 1 -j "$CHAOS_CHAIN_OUT"
-    iptables -I INPUT 1 -j "$CHAOS_CHAIN_IN"
+    iptables -A "$CHAOS_CHAIN_OUT" -p tcp -d "${NODE_IP[i]}" --dport "${NODE_CLUSTER_PORT[i]}" "${mark[@]}" &&
+        iptables -A "$CHAOS_CHAIN_OUT" -p tcp -s "${NODE_IP[i]}" --sport "${NODE_CLUSTER_PORT[i]}" "${mark[@]}" &&
+        iptables -A "$CHAOS_CHAIN_IN" -m connmark --mark "$CHAOS_CONNMARK" -j DROP &&
+        iptables -I OUTPUT 1 -j "$CHAOS_CHAIN_OUT" &&
+        iptables -I INPUT 1 -j "$CHAOS_CHAIN_IN"
 }
 
 # partition_heal: removes the rules (also run by cluster_cleanup).

@@ -1,6 +1,7 @@
 //! The pure part of the chaos checker: per-channel sequence tracking at a receiver, the
-//! comparison of acknowledgements with the stored history, and recovery times per action.
-//! No I/O here, so all of it is unit tested.
+//! comparison of acknowledgements with the stored history, the content of every stored and
+//! delivered copy against what was sent, and per-sender order. No I/O here, so all of it is
+//! unit tested.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -119,21 +120,46 @@ impl SeqTracker {
         let tail = u64::try_from(head - self.max_seen).unwrap_or(0);
         self.unfilled_gaps() + tail
     }
+
+    /// Still behind the channel's `head` (after the drain this receiver lost events or a
+    /// subscription, whether or not it noticed).
+    pub fn behind(&self, head: i64) -> bool {
+        self.contiguous < head
+    }
 }
 
 /// An acknowledged send: the `ok` answer's seq for a client_msg_id.
+///
+/// The ticks come from the sending client's logical clock (one tick per first write and per
+/// ack), so "acked before the other was first written" is exact within one sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
     pub channel: usize,
     pub client_msg_id: String,
     pub seq: i64,
+    /// The sending user's index.
+    pub sender: usize,
+    pub first_sent_tick: u64,
+    pub acked_tick: u64,
 }
 
-/// A stored message, as `GET /v1/channels/{id}/messages` lists it.
+/// A stored message, as `GET /v1/channels/{id}/messages` lists it, or a delivered copy (the
+/// `message` of a `message_new` event).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub seq: i64,
     pub client_msg_id: String,
+    pub body: String,
+    pub sender_id: String,
+}
+
+/// A message as the checker's client composed it: every stored or delivered copy must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub channel: usize,
+    /// The sending user's index (into the user ids).
+    pub sender: usize,
+    pub body: String,
 }
 
 /// The stored history against the acknowledgements.
@@ -194,122 +220,106 @@ impl HistoryCheck {
 
 /// A receiver's `message_new` events that disagree with the stored history (another message,
 /// or none, at that seq): every receiver must see the same message at the same seq.
-pub fn delivered_mismatches(delivered: &BTreeMap<i64, String>, history: &[Stored]) -> u64 {
+pub fn delivered_mismatches(delivered: &BTreeMap<i64, Stored>, history: &[Stored]) -> u64 {
     let stored: HashMap<i64, &str> = history.iter().map(|m| (m.seq, m.client_msg_id.as_str())).collect();
-    delivered.iter().filter(|(seq, id)| stored.get(*seq) != Some(&id.as_str())).count() as u64
+    delivered.iter().filter(|(seq, copy)| stored.get(*seq) != Some(&copy.client_msg_id.as_str())).count() as u64
 }
 
-/// One lost connection and its resumption.
-#[derive(Debug, Clone)]
-pub struct Episode {
-    pub user: usize,
-    /// Index into the url list of the node the socket was on.
-    pub from_url: usize,
-    /// Where the client resumed, if it did.
-    pub to_url: Option<usize>,
-    pub disconnected_at_ms: u64,
-    /// When every channel was subscribed again (replay included).
-    pub resumed_at_ms: Option<u64>,
-    pub reason: String,
-    /// Connection attempts until one succeeded.
-    pub attempts: u32,
+/// How a copy differs from what was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ContentFault {
+    /// A client_msg_id no client of this run composed.
+    Unknown,
+    /// Sent to another channel.
+    Channel,
+    Body,
+    Sender,
 }
 
-impl Episode {
-    pub fn resume_ms(&self) -> Option<u64> {
-        Some(self.resumed_at_ms?.saturating_sub(self.disconnected_at_ms))
-    }
-}
-
-/// A fault injected by the scenario script, read from the `--actions` file.
+/// One stored or delivered copy whose content is not what was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Action {
-    pub at_ms: u64,
-    pub label: String,
+pub struct ContentMismatch {
+    pub channel: usize,
+    pub seq: i64,
+    pub client_msg_id: String,
+    pub fault: ContentFault,
 }
 
-/// Parses `<unix_ms> <label>` lines; blank lines and `#` comments are skipped.
-pub fn parse_actions(text: &str) -> Vec<Action> {
-    let mut actions: Vec<Action> = text
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .filter_map(|line| {
-            let (at, label) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-            Some(Action { at_ms: at.parse().ok()?, label: label.trim().to_owned() })
-        })
-        .collect();
-    actions.sort_by_key(|action| action.at_ms);
-    actions
-}
-
-/// What followed one action, until the next one.
-#[derive(Debug, Clone)]
-pub struct Recovery {
-    pub action: Action,
-    /// Connections lost in the window.
-    pub disconnected: usize,
-    /// Of those, how many never resumed.
-    pub unresumed: usize,
-    /// From the action to the last of those clients resumed.
-    pub all_resumed_after_ms: Option<u64>,
-    /// The longest resume (disconnect → resubscribed) in the window.
-    pub max_resume_ms: Option<u64>,
-    /// The longest pause between two consecutive acks of one channel that began in the window
-    /// (from [`PAUSE_LEAD_MS`] before the action to as long before the next one).
-    pub longest_ack_pause_ms: Option<u64>,
-}
-
-/// A pause in acks that begins this shortly before an action is the action's (the last ack
-/// before the fault came a moment before it).
-pub const PAUSE_LEAD_MS: u64 = 500;
-
-/// Recovery per action; `ack_times` are the arrival times (unix ms) of acks, per channel.
-pub fn recoveries(actions: &[Action], episodes: &[Episode], ack_times: &[Vec<u64>]) -> Vec<Recovery> {
-    let mut sorted_acks: Vec<Vec<u64>> = ack_times.to_vec();
-    for times in &mut sorted_acks {
-        times.sort_unstable();
-    }
-    actions
-        .iter()
-        .enumerate()
-        .map(|(index, action)| {
-            let start = action.at_ms;
-            let end = actions.get(index + 1).map_or(u64::MAX, |next| next.at_ms);
-            let window: Vec<&Episode> =
-                episodes.iter().filter(|e| e.disconnected_at_ms >= start && e.disconnected_at_ms < end).collect();
-            let unresumed = window.iter().filter(|e| e.resumed_at_ms.is_none()).count();
-            let all_resumed_after_ms = if window.is_empty() || unresumed > 0 {
-                None
-            } else {
-                window.iter().filter_map(|e| e.resumed_at_ms).max().map(|at| at.saturating_sub(start))
+/// The copies of `channel`'s messages (stored or delivered) whose client_msg_id, channel, body
+/// or sender differ from what was sent; `sender_ids[i]` is user `i`'s id.
+pub fn content_mismatches<'a>(
+    sent: &HashMap<String, Sent>,
+    sender_ids: &[String],
+    channel: usize,
+    copies: impl IntoIterator<Item = &'a Stored>,
+) -> Vec<ContentMismatch> {
+    copies
+        .into_iter()
+        .filter_map(|copy| {
+            let fault = match sent.get(&copy.client_msg_id) {
+                None => ContentFault::Unknown,
+                Some(original) if original.channel != channel => ContentFault::Channel,
+                Some(original) if original.body != copy.body => ContentFault::Body,
+                Some(original) if sender_ids.get(original.sender) != Some(&copy.sender_id) => ContentFault::Sender,
+                Some(_) => return None,
             };
-            let max_resume_ms = window.iter().filter_map(|e| e.resume_ms()).max();
-            let (from, to) = (start.saturating_sub(PAUSE_LEAD_MS), end.saturating_sub(PAUSE_LEAD_MS));
-            let longest_ack_pause_ms = sorted_acks
-                .iter()
-                .flat_map(|times| times.windows(2))
-                .filter(|pair| pair[0] >= from && pair[0] < to)
-                .map(|pair| pair[1] - pair[0])
-                .max();
-            Recovery {
-                action: action.clone(),
-                disconnected: window.len(),
-                unresumed,
-                all_resumed_after_ms,
-                max_resume_ms,
-                longest_ack_pause_ms,
-            }
+            Some(ContentMismatch { channel, seq: copy.seq, client_msg_id: copy.client_msg_id.clone(), fault })
         })
         .collect()
 }
 
-/// The median and maximum of some durations.
-pub fn median_max(values: &[u64]) -> (Option<u64>, Option<u64>) {
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    let median = if sorted.is_empty() { None } else { Some(sorted[(sorted.len() - 1) / 2]) };
-    (median, sorted.last().copied())
+/// A sender's message stored below one of its own that was acknowledged before it was even
+/// first written: the channel broke the order that sender could observe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderBreak {
+    pub channel: usize,
+    pub sender: usize,
+    /// Acknowledged first, stored at `earlier_seq`.
+    pub earlier: String,
+    pub earlier_seq: i64,
+    /// First written after that ack, yet stored at the lower `later_seq`.
+    pub later: String,
+    pub later_seq: i64,
+}
+
+/// Per-sender order, per channel: when a sender's message A was acknowledged before its
+/// message B was first written, A's seq must be below B's. The seq is the stored one where
+/// the history has the message, else the acknowledged one. Messages in flight together
+/// (pipelined, retried) may land in any order and are not compared.
+pub fn sender_order_breaks(acks: &[Ack], history: &[Vec<Stored>]) -> Vec<OrderBreak> {
+    let stored: Vec<HashMap<&str, i64>> =
+        history.iter().map(|messages| messages.iter().map(|m| (m.client_msg_id.as_str(), m.seq)).collect()).collect();
+    let mut streams: BTreeMap<(usize, usize), Vec<(&Ack, i64)>> = BTreeMap::new();
+    for ack in acks {
+        let seq = stored.get(ack.channel).and_then(|ids| ids.get(ack.client_msg_id.as_str())).copied();
+        streams.entry((ack.sender, ack.channel)).or_default().push((ack, seq.unwrap_or(ack.seq)));
+    }
+    let mut breaks = Vec::new();
+    for ((sender, channel), mut by_ack) in streams {
+        let mut by_write = by_ack.clone();
+        by_ack.sort_by_key(|(ack, _)| ack.acked_tick);
+        by_write.sort_by_key(|(ack, _)| ack.first_sent_tick);
+        let mut acked_before = by_ack.iter().peekable();
+        let mut highest: Option<(&Ack, i64)> = None;
+        for &(later, later_seq) in &by_write {
+            while let Some(&(earlier, seq)) = acked_before.next_if(|(a, _)| a.acked_tick < later.first_sent_tick) {
+                if highest.is_none_or(|(_, top)| seq > top) {
+                    highest = Some((earlier, seq));
+                }
+            }
+            if let Some((earlier, earlier_seq)) = highest.filter(|&(_, top)| top > later_seq) {
+                breaks.push(OrderBreak {
+                    channel,
+                    sender,
+                    earlier: earlier.client_msg_id.clone(),
+                    earlier_seq,
+                    later: later.client_msg_id.clone(),
+                    later_seq,
+                });
+            }
+        }
+    }
+    breaks
 }
 
 #[cfg(test)]
@@ -368,11 +378,11 @@ mod tests {
     }
 
     fn ack(channel: usize, id: &str, seq: i64) -> Ack {
-        Ack { channel, client_msg_id: id.to_owned(), seq }
+        Ack { channel, client_msg_id: id.to_owned(), seq, sender: 0, first_sent_tick: 0, acked_tick: 0 }
     }
 
     fn stored(seq: i64, id: &str) -> Stored {
-        Stored { seq, client_msg_id: id.to_owned() }
+        Stored { seq, client_msg_id: id.to_owned(), body: format!("body of {id}"), sender_id: "u0".to_owned() }
     }
 
     #[test]
@@ -403,47 +413,80 @@ mod tests {
     fn delivered_events_must_match_history() {
         let history = [stored(1, "a"), stored(3, "b")];
         let mut delivered = BTreeMap::new();
-        delivered.insert(1, "a".to_owned());
-        delivered.insert(3, "b".to_owned());
+        delivered.insert(1, stored(1, "a"));
+        delivered.insert(3, stored(3, "b"));
         assert_eq!(delivered_mismatches(&delivered, &history), 0);
-        delivered.insert(4, "c".to_owned());
-        delivered.insert(1, "z".to_owned());
+        delivered.insert(4, stored(4, "c"));
+        delivered.insert(1, stored(1, "z"));
         assert_eq!(delivered_mismatches(&delivered, &history), 2);
     }
 
     #[test]
-    fn parses_actions_and_times_recovery() {
-        let actions = parse_actions("# comment\n2000 kill -9 n2\n\n1000 start\nbad line\n5000 pause n3\n");
-        assert_eq!(actions.len(), 3);
-        assert_eq!(actions[1], Action { at_ms: 2000, label: "kill -9 n2".to_owned() });
-        let episode = |user, at, resumed: Option<u64>| Episode {
-            user,
-            from_url: 1,
-            to_url: resumed.map(|_| 0),
-            disconnected_at_ms: at,
-            resumed_at_ms: resumed,
-            reason: "closed".to_owned(),
-            attempts: 1,
-        };
-        let episodes = [episode(0, 2010, Some(2300)), episode(1, 2020, Some(2900)), episode(2, 5100, None)];
-        let acks = vec![vec![1000, 1900, 1950, 2700, 2750, 4600, 6000], vec![2100, 2200]];
-        let recoveries = recoveries(&actions, &episodes, &acks);
-        assert_eq!(recoveries[0].disconnected, 0);
-        assert_eq!(recoveries[0].all_resumed_after_ms, None);
-        assert_eq!(recoveries[0].longest_ack_pause_ms, Some(900), "1000 → 1900; 1950 → 2700 is the next action's");
-        assert_eq!(recoveries[1].disconnected, 2);
-        assert_eq!(recoveries[1].all_resumed_after_ms, Some(900));
-        assert_eq!(recoveries[1].max_resume_ms, Some(880));
-        assert_eq!(recoveries[1].longest_ack_pause_ms, Some(1850), "2750 → 4600; 4600 → 6000 is the pause's");
-        assert_eq!(recoveries[2].longest_ack_pause_ms, Some(1400));
-        assert_eq!((recoveries[2].disconnected, recoveries[2].unresumed), (1, 1));
-        assert_eq!(recoveries[2].all_resumed_after_ms, None);
+    fn a_receiver_that_silently_stopped_is_behind() {
+        let mut t = SeqTracker::default();
+        feed(&mut t, &[1, 2, 3]);
+        assert!(!t.behind(3));
+        assert!(t.behind(9), "no gap was ever seen, yet 4..=9 never arrived");
+        assert_eq!((t.unfilled_gaps(), t.missing_up_to(9)), (0, 6));
+    }
+
+    fn sent(channel: usize, sender: usize, id: &str) -> (String, Sent) {
+        (id.to_owned(), Sent { channel, sender, body: format!("body of {id}") })
     }
 
     #[test]
-    fn median_and_max() {
-        assert_eq!(median_max(&[]), (None, None));
-        assert_eq!(median_max(&[5, 1, 3]), (Some(3), Some(5)));
-        assert_eq!(median_max(&[4, 1]), (Some(1), Some(4)));
+    fn content_must_be_what_was_sent() {
+        let sent: HashMap<String, Sent> = [sent(0, 0, "a"), sent(0, 1, "b"), sent(1, 0, "c"), sent(0, 0, "d")].into();
+        let ids = ["u0".to_owned(), "u1".to_owned()];
+        let mut rewritten = stored(2, "b");
+        rewritten.sender_id = "u1".to_owned();
+        assert!(content_mismatches(&sent, &ids, 0, &[stored(1, "a"), rewritten.clone()]).is_empty());
+        rewritten.body = "tampered".to_owned();
+        let mut impostor = stored(4, "d");
+        impostor.sender_id = "u1".to_owned();
+        let copies = [stored(1, "a"), rewritten, stored(3, "c"), impostor, stored(5, "zz")];
+        let faults: Vec<(i64, ContentFault)> =
+            content_mismatches(&sent, &ids, 0, &copies).into_iter().map(|m| (m.seq, m.fault)).collect();
+        assert_eq!(
+            faults,
+            [
+                (2, ContentFault::Body),
+                (3, ContentFault::Channel),
+                (4, ContentFault::Sender),
+                (5, ContentFault::Unknown)
+            ]
+        );
+    }
+
+    fn timed(channel: usize, sender: usize, id: &str, seq: i64, ticks: (u64, u64)) -> Ack {
+        Ack { channel, client_msg_id: id.to_owned(), seq, sender, first_sent_tick: ticks.0, acked_tick: ticks.1 }
+    }
+
+    #[test]
+    fn per_sender_order_follows_what_the_sender_saw() {
+        // a acked (tick 2) before b was written (tick 3): a must be below b.
+        let in_order = [timed(0, 0, "a", 5, (1, 2)), timed(0, 0, "b", 9, (3, 4))];
+        assert!(sender_order_breaks(&in_order, &[]).is_empty());
+        let broken = [timed(0, 0, "a", 9, (1, 2)), timed(0, 0, "b", 5, (3, 4))];
+        let breaks = sender_order_breaks(&broken, &[]);
+        assert_eq!(breaks.len(), 1);
+        assert_eq!((breaks[0].earlier.as_str(), breaks[0].later.as_str()), ("a", "b"));
+        // In flight together (b written before a's ack): any order is fine.
+        let pipelined = [timed(0, 0, "a", 9, (1, 3)), timed(0, 0, "b", 5, (2, 4))];
+        assert!(sender_order_breaks(&pipelined, &[]).is_empty());
+        // Other senders and other channels are not compared.
+        let apart = [timed(0, 0, "a", 9, (1, 2)), timed(0, 1, "b", 5, (3, 4)), timed(1, 0, "c", 5, (3, 4))];
+        assert!(sender_order_breaks(&apart, &[]).is_empty());
+    }
+
+    #[test]
+    fn per_sender_order_uses_the_stored_seq() {
+        let acks = [timed(0, 0, "a", 5, (1, 2)), timed(0, 0, "b", 9, (3, 4)), timed(0, 0, "c", 12, (5, 6))];
+        let history = vec![vec![stored(5, "a"), stored(9, "b"), stored(12, "c")]];
+        assert!(sender_order_breaks(&acks, &history).is_empty());
+        let moved = vec![vec![stored(3, "c"), stored(5, "a"), stored(9, "b")]];
+        let breaks = sender_order_breaks(&acks, &moved);
+        assert_eq!(breaks.len(), 1, "c stored below b, which was acked before c was written");
+        assert_eq!((breaks[0].earlier_seq, breaks[0].later_seq), (9, 3));
     }
 }

@@ -5,9 +5,9 @@
 //! Everything it observes is recorded for the final check.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -16,15 +16,15 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::check::{Ack, Episode, Seen, SeqTracker};
+use super::check::{Ack, Seen, Sent, SeqTracker, Stored};
+use super::recovery::Episode;
+use super::shared::{unix_ms, Phase, Shared};
 use crate::client::{self, Ws};
 
 /// Housekeeping period: message generation, retries, pings.
 const TICK: Duration = Duration::from_millis(20);
 /// Longest wait for a WebSocket handshake and `hello` before trying the next node.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// A node that failed a connection attempt is skipped by every client for this long.
-const AVOID_FOR: Duration = Duration::from_millis(1500);
 /// An application `ping` goes out this often on an otherwise quiet socket.
 const PING_EVERY: Duration = Duration::from_secs(2);
 /// No frame at all for this long (pongs included): the node is gone or frozen; reconnect.
@@ -39,113 +39,8 @@ const MAX_IN_FLIGHT: usize = 64;
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(2);
 /// Resubscriptions asked for to refill a hole, per channel and connection.
 const MAX_REFETCHES: u32 = 5;
-
-/// Where the run is; only moves forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
-    /// Connecting and subscribing; nothing is sent yet.
-    Connect,
-    /// Sending at the configured rate.
-    Traffic,
-    /// No new messages: resending what is unacknowledged, receiving what is missing.
-    Drain,
-    /// Close the socket and report.
-    Stop,
-}
-
-/// When messages are generated.
-#[derive(Debug, Clone, Copy)]
-pub struct Window {
-    pub start: Instant,
-    pub seconds: f64,
-}
-
-/// State shared by all clients and the orchestrator.
-pub struct Shared {
-    pub urls: Vec<String>,
-    pub channels: Vec<String>,
-    pub rate: f64,
-    pub users: usize,
-    /// Prefix of every client_msg_id of this run.
-    pub tag: String,
-    pub window: OnceLock<Window>,
-    avoid_until: Mutex<Vec<Option<Instant>>>,
-    pub generated: AtomicU64,
-    pub acked: AtomicU64,
-    /// Generated and neither acknowledged nor rejected.
-    pub outstanding: AtomicI64,
-    pub disconnects: AtomicU64,
-    /// Clients that finished their first subscription round.
-    pub ready: AtomicU64,
-    /// Highest acknowledged seq per channel.
-    pub max_acked_seq: Vec<AtomicI64>,
-    /// `contiguous` seq per (user, channel), at `user * channels + channel`.
-    pub progress: Vec<AtomicI64>,
-}
-
-impl Shared {
-    pub fn new(urls: Vec<String>, channels: Vec<String>, rate: f64, users: usize, tag: String) -> Self {
-        let avoid = vec![None; urls.len()];
-        let max_acked_seq = channels.iter().map(|_| AtomicI64::new(0)).collect();
-        let progress = (0..users * channels.len()).map(|_| AtomicI64::new(0)).collect();
-        Self {
-            urls,
-            channels,
-            rate,
-            users,
-            tag,
-            window: OnceLock::new(),
-            avoid_until: Mutex::new(avoid),
-            generated: AtomicU64::new(0),
-            acked: AtomicU64::new(0),
-            outstanding: AtomicI64::new(0),
-            disconnects: AtomicU64::new(0),
-            ready: AtomicU64::new(0),
-            max_acked_seq,
-            progress,
-        }
-    }
-
-    fn avoid(&self, url: usize) {
-        if let Ok(mut avoid) = self.avoid_until.lock() {
-            avoid[url] = Some(Instant::now() + AVOID_FOR);
-        }
-    }
-
-    /// The order in which to try nodes: from `first` on, recently failed ones left out
-    /// (unless all failed recently).
-    fn candidates(&self, first: usize) -> Vec<usize> {
-        let count = self.urls.len();
-        let order: Vec<usize> = (0..count).map(|k| (first + k) % count).collect();
-        let now = Instant::now();
-        let fresh: Vec<usize> = match self.avoid_until.lock() {
-            Ok(avoid) => order.iter().copied().filter(|&url| avoid[url].is_none_or(|until| until <= now)).collect(),
-            Err(_) => order.clone(),
-        };
-        if fresh.is_empty() {
-            order
-        } else {
-            fresh
-        }
-    }
-
-    /// True once every acknowledged message reached every receiver and nothing is outstanding.
-    pub fn drained(&self) -> bool {
-        if self.outstanding.load(Relaxed) > 0 {
-            return false;
-        }
-        let channels = self.channels.len();
-        self.progress
-            .iter()
-            .enumerate()
-            .all(|(slot, progress)| progress.load(Relaxed) >= self.max_acked_seq[slot % channels].load(Relaxed))
-    }
-}
-
-/// Unix time in milliseconds (what the scenario script logs its actions with).
-pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+/// Duplicate or late events kept as examples for the report, per client.
+const MAX_EXAMPLES: usize = 5;
 
 /// Everything one client saw, handed back when it stops.
 #[derive(Debug, Default)]
@@ -172,8 +67,10 @@ pub struct ClientReport {
     /// Why sockets ended, by reason.
     pub disconnect_reasons: BTreeMap<String, u64>,
     pub trackers: Vec<SeqTracker>,
-    /// Per channel, seq → client_msg_id of every `message_new` that arrived.
-    pub delivered: Vec<BTreeMap<i64, String>>,
+    /// Per channel, seq → the message of every `message_new` that arrived.
+    pub delivered: Vec<BTreeMap<i64, Stored>>,
+    /// Every message this client composed, by client_msg_id: what its copies must match.
+    pub sent: Vec<(String, Sent)>,
     /// `message_new` events received, replays and duplicates included.
     pub message_events: u64,
     pub episodes: Vec<Episode>,
@@ -183,10 +80,23 @@ pub struct ClientReport {
     pub ack_latency_ms: Vec<u64>,
     /// Resubscriptions sent to refill a hole.
     pub refetches: u64,
+    /// The first few events that arrived twice or late, for the report.
+    pub misdelivered: Vec<Misdelivered>,
     /// Whether the first subscription round ever completed.
     pub initially_ready: bool,
     /// Index into the url list of the node the client was on last.
     pub last_url: usize,
+}
+
+/// An event that arrived twice (outside a replay asked for) or after a higher seq.
+#[derive(Debug, Clone)]
+pub struct Misdelivered {
+    pub channel: usize,
+    pub seq: i64,
+    pub seen: Seen,
+    /// Index into the url list of the node the socket was on.
+    pub url: usize,
+    pub at_ms: u64,
 }
 
 struct Pending {
@@ -195,6 +105,8 @@ struct Pending {
     body: String,
     attempt: u32,
     first_sent: Option<Instant>,
+    /// The logical clock at the first write (see [`Ack`]).
+    first_sent_tick: u64,
     in_flight_since: Option<Instant>,
     retry_at: Instant,
 }
@@ -233,6 +145,8 @@ pub struct Client {
     last_ping: Instant,
     pings: u64,
     outbox: Vec<String>,
+    /// Logical clock: one tick per first write and per ack, for the per-sender order check.
+    clock: u64,
 }
 
 impl Client {
@@ -266,6 +180,7 @@ impl Client {
             last_ping: Instant::now(),
             pings: 0,
             outbox: Vec::new(),
+            clock: 0,
         }
     }
 
@@ -433,12 +348,15 @@ impl Client {
             let pending = Pending {
                 channel: (self.user + n as usize) % channels,
                 client_msg_id: format!("{}-u{}-n{n}", self.shared.tag, self.user),
-                body: format!("chaos u{} n{n}", self.user),
+                body: format!("chaos u{} n{n} {}", self.user, self.shared.tag),
                 attempt: 0,
                 first_sent: None,
+                first_sent_tick: 0,
                 in_flight_since: None,
                 retry_at: now,
             };
+            let original = Sent { channel: pending.channel, sender: self.user, body: pending.body.clone() };
+            self.report.sent.push((pending.client_msg_id.clone(), original));
             self.pending.insert(n, pending);
             self.generated += 1;
             self.shared.generated.fetch_add(1, Relaxed);
@@ -478,7 +396,11 @@ impl Client {
             if pending.attempt > 1 {
                 self.report.resends += 1;
             }
-            pending.first_sent.get_or_insert(now);
+            if pending.first_sent.is_none() {
+                pending.first_sent = Some(now);
+                self.clock += 1;
+                pending.first_sent_tick = self.clock;
+            }
             pending.in_flight_since = Some(now);
             in_flight += 1;
             let frame = json!({
@@ -518,13 +440,24 @@ impl Client {
             return;
         };
         let seen = self.report.trackers[channel].on_event(seq);
+        if matches!(seen, Seen::Duplicate | Seen::Late) && self.report.misdelivered.len() < MAX_EXAMPLES {
+            let example = Misdelivered { channel, seq, seen, url: self.url, at_ms: unix_ms() };
+            self.report.misdelivered.push(example);
+        }
         let slot = self.user * self.shared.channels.len() + channel;
         self.shared.progress[slot].store(self.report.trackers[channel].contiguous(), Relaxed);
         if frame["event"]["kind"] == "message_new" {
             self.report.message_events += 1;
             if matches!(seen, Seen::New | Seen::Jump | Seen::Late) {
-                let id = frame["event"]["message"]["client_msg_id"].as_str().unwrap_or_default().to_owned();
-                self.report.delivered[channel].insert(seq, id);
+                let message = &frame["event"]["message"];
+                let text = |key: &str| message[key].as_str().unwrap_or_default().to_owned();
+                let copy = Stored {
+                    seq,
+                    client_msg_id: text("client_msg_id"),
+                    body: text("body"),
+                    sender_id: text("sender_id"),
+                };
+                self.report.delivered[channel].insert(seq, copy);
             }
         }
         if seen == Seen::Jump && self.subs[channel] == Sub::Ready {
@@ -591,7 +524,15 @@ impl Client {
                 self.report.ack_latency_ms.push(u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX));
             }
             self.report.ack_times[pending.channel].push(unix_ms());
-            self.report.acks.push(Ack { channel: pending.channel, client_msg_id: pending.client_msg_id, seq });
+            self.clock += 1;
+            self.report.acks.push(Ack {
+                channel: pending.channel,
+                client_msg_id: pending.client_msg_id,
+                seq,
+                sender: self.user,
+                first_sent_tick: pending.first_sent_tick,
+                acked_tick: self.clock,
+            });
             self.acked.insert(n, seq);
             self.shared.acked.fetch_add(1, Relaxed);
             self.shared.outstanding.fetch_sub(1, Relaxed);
@@ -680,32 +621,6 @@ fn short_reason(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn candidates_skip_recently_failed_nodes() {
-        let urls = vec!["http://a".to_owned(), "http://b".to_owned(), "http://c".to_owned()];
-        let shared = Shared::new(urls, vec!["x".to_owned()], 1.0, 1, "t".to_owned());
-        assert_eq!(shared.candidates(1), [1, 2, 0]);
-        shared.avoid(2);
-        assert_eq!(shared.candidates(1), [1, 0]);
-        shared.avoid(0);
-        shared.avoid(1);
-        assert_eq!(shared.candidates(2), [2, 0, 1], "all failed: try them all");
-    }
-
-    #[test]
-    fn drained_needs_acks_and_deliveries() {
-        let shared = Shared::new(vec!["http://a".to_owned()], vec!["x".to_owned(), "y".to_owned()], 1.0, 2, "t".into());
-        assert!(shared.drained());
-        shared.outstanding.store(1, Relaxed);
-        assert!(!shared.drained());
-        shared.outstanding.store(0, Relaxed);
-        shared.max_acked_seq[1].store(5, Relaxed);
-        shared.progress[1].store(5, Relaxed);
-        assert!(!shared.drained(), "user 1 has not seen channel y up to 5");
-        shared.progress[3].store(6, Relaxed);
-        assert!(shared.drained());
-    }
 
     #[test]
     fn reasons_are_short() {
