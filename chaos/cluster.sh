@@ -273,7 +273,7 @@ node_start() {
             CLUSTER_ADDR="$(node_cluster_addr "$i")" CLUSTER_SECRET=chaos-cluster-secret SEED_NODES="$seed_list" \
             DATA_DIR="$CHAOS_DIR/n$i/data" RAFT_HEARTBEAT_MS=100 RAFT_ELECTION_MIN_MS=400 RAFT_ELECTION_MAX_MS=800 \
             DEAD_AFTER_MS=1500 SHUTDOWN_GRACE_MS=1000 ACCESS_TOKEN_TTL_SECS=7200 \
-            WS_RATE_PER_SEC=1000 WS_RATE_BURST=2000 RUST_LOG="${CHAOS_RUST_LOG:-info,sqlx=warn,tower_http=warn}" \
+            WS_RATE_PER_SEC=1000 WS_RATE_BURST=2000 LOGIN_RATE_PER_MIN=1000000 SIGNUP_RATE_PER_HOUR=1000000 RUST_LOG="${CHAOS_RUST_LOG:-info,sqlx=warn,tower_http=warn}" \
             "${prefix[@]}" "$CHAOS_NODE_BIN"
     ) >>"$CHAOS_DIR/n$i.log" 2>&1 &
     NODE_PID[i]=$!
