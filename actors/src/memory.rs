@@ -57,6 +57,10 @@ struct MemoryData {
 pub struct MemoryStore {
     data: Mutex<MemoryData>,
     fail_writes: Mutex<Option<StoreError>>,
+    /// How long each append of a batch takes, to let later sends gather behind it.
+    append_delay: Mutex<Option<std::time::Duration>>,
+    /// The size of each batch appended, in order.
+    append_batches: Mutex<Vec<usize>>,
     pub pushes: Arc<MemoryPush>,
 }
 
@@ -126,6 +130,16 @@ impl MemoryStore {
         let info = MeetingInfo { meeting_id, company_id, host_id, invitees: invitees.to_vec(), lobby, ended: false };
         self.data.lock().unwrap().meetings.insert(meeting_id, info);
         meeting_id
+    }
+
+    /// Makes every message append take `delay`, like a slow disk.
+    pub fn slow_appends(&self, delay: std::time::Duration) {
+        *self.append_delay.lock().unwrap() = Some(delay);
+    }
+
+    /// The size of each batch of messages appended so far.
+    pub fn append_batches(&self) -> Vec<usize> {
+        self.append_batches.lock().unwrap().clone()
     }
 
     pub fn fail_writes(&self, error: Option<StoreError>) {
@@ -209,21 +223,52 @@ impl ChannelStore for MemoryStore {
         }))
     }
 
-    async fn append_message(&self, fence: Fence, seq: ChannelSeq, new: &NewMessage) -> StoreResult<AppendOutcome> {
+    async fn append_messages(
+        &self,
+        fence: Fence,
+        channel_id: Uuid,
+        head: ChannelSeq,
+        batch: &[NewMessage],
+    ) -> StoreResult<Vec<AppendOutcome>> {
+        let delay = *self.append_delay.lock().unwrap();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         self.check_write()?;
+        self.append_batches.lock().unwrap().push(batch.len());
         let mut data = self.data.lock().unwrap();
-        let channel = data.channels.get_mut(&new.message.channel_id).ok_or_else(missing_channel)?;
+        let channel = data.channels.get_mut(&channel_id).ok_or_else(missing_channel)?;
         if fence < channel.fence {
             return Err(StoreError::Fenced);
         }
-        if let Some(earlier) = channel.messages.values().find(|m| m.client_msg_id == new.message.client_msg_id) {
-            return Ok(AppendOutcome::Duplicate(Box::new(earlier.clone())));
+        // All or nothing, like a transaction: check the seqs before changing anything.
+        let mut next = head;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut stored: Vec<MessageView> = Vec::new();
+        for new in batch {
+            let earlier = channel
+                .messages
+                .values()
+                .chain(stored.iter())
+                .find(|m| m.client_msg_id == new.message.client_msg_id)
+                .cloned();
+            if let Some(earlier) = earlier {
+                outcomes.push(AppendOutcome::Duplicate(Box::new(earlier)));
+                continue;
+            }
+            next += 1;
+            claim_seq(channel, fence, next)?;
+            let mut message = new.message.clone();
+            message.seq = next;
+            stored.push(message);
+            outcomes.push(AppendOutcome::Stored { seq: next });
         }
-        claim_seq(channel, fence, seq)?;
-        channel.messages.insert(new.message.id, new.message.clone());
-        let event = ChannelEvent::MessageNew { message: new.message.clone() };
-        channel.events.insert(seq, EventRecord::of(&event).encode());
-        Ok(AppendOutcome::Stored)
+        for message in stored {
+            let event = ChannelEvent::MessageNew { message: message.clone() };
+            channel.events.insert(message.seq, EventRecord::of(&event).encode());
+            channel.messages.insert(message.id, message);
+        }
+        Ok(outcomes)
     }
 
     async fn apply(

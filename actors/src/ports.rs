@@ -87,9 +87,10 @@ pub struct NewMessage {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppendOutcome {
-    /// Stored with the sequence number the actor proposed.
-    Stored,
-    /// The `(channel_id, client_msg_id)` pair was already stored: here is the earlier message.
+    /// Stored at this seq.
+    Stored { seq: ChannelSeq },
+    /// The `(channel_id, client_msg_id)` pair was already stored: here is the earlier message
+    /// (no seq was used).
     Duplicate(Box<MessageView>),
 }
 
@@ -120,7 +121,15 @@ pub trait ChannelStore: Send + Sync + 'static {
     /// Loads the channel for an owner holding `fence`, raising the stored fence to it. `None`
     /// when the channel does not exist; [`StoreError::Fenced`] when a newer owner holds it.
     async fn load_channel(&self, channel_id: Uuid, fence: Fence) -> StoreResult<Option<ChannelSnapshot>>;
-    async fn append_message(&self, fence: Fence, seq: ChannelSeq, new: &NewMessage) -> StoreResult<AppendOutcome>;
+    /// Appends `batch` in order, each at the next free seq after `head` (a duplicate takes
+    /// none), with its `message_new` event, in one transaction: all or nothing.
+    async fn append_messages(
+        &self,
+        fence: Fence,
+        channel_id: Uuid,
+        head: ChannelSeq,
+        batch: &[NewMessage],
+    ) -> StoreResult<Vec<AppendOutcome>>;
     /// Applies `mutation` and records `event` at `seq`. `Ok(false)` when the mutation changed
     /// nothing (reaction already there, member already gone); then no event is recorded.
     async fn apply(

@@ -241,3 +241,69 @@ async fn members_join_and_leave_through_the_channel() {
     let after = h.send(channel, bob, draft("c", "hi")).await;
     assert_eq!(after.unwrap_err().code, ErrorCode::NotMember);
 }
+
+#[tokio::test]
+async fn sends_that_arrive_during_a_write_are_stored_together_with_consecutive_seqs() {
+    let h = Harness::new().await;
+    let (alice, bob) = (h.user("alice"), h.user("bob"));
+    let channel = h.channel(ChannelKind::Public, &[alice, bob]);
+    let mut probe = h.probe(bob.user_id).await;
+    h.subscribe(channel, bob, &probe).await.unwrap();
+    h.store.slow_appends(Duration::from_millis(40));
+
+    let sends = (1..=30).map(|n| h.send(channel, alice, draft(&format!("m{n}"), &format!("hello {n}"))));
+    let mut seqs: Vec<i64> =
+        futures_util::future::join_all(sends).await.into_iter().map(|answer| answer.unwrap().seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=30).collect::<Vec<_>>(), "every send acknowledged with its own seq");
+
+    let batches = h.store.append_batches();
+    assert_eq!(batches.iter().sum::<usize>(), 30);
+    assert!(batches.len() < 30, "sends waiting behind a write share the next one: {batches:?}");
+    for n in 1..=30 {
+        let (seq, _) = probe.next().await;
+        assert_eq!(seq, Some(n), "subscribers see the batch in seq order");
+    }
+    let stored: Vec<i64> = h.store.events(channel).iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(stored, (1..=30).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn an_edit_waits_for_the_send_before_it_and_the_send_after_it_waits_for_the_edit() {
+    let h = Harness::new().await;
+    let alice = h.user("alice");
+    let channel = h.channel(ChannelKind::Public, &[alice]);
+    let first = h.send(channel, alice, draft("m0", "first")).await.unwrap();
+    h.store.slow_appends(Duration::from_millis(100));
+
+    let before = h.send(channel, alice, draft("m1", "before the edit"));
+    let edit = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        h.seq(channel, ChannelRequest::Edit { caller: alice, message_id: first.id, body: "edited".into() }).await
+    };
+    let after = async {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        h.send(channel, alice, draft("m2", "after the edit")).await
+    };
+    let (before, edit, after) = tokio::join!(before, edit, after);
+    assert_eq!(before.unwrap().seq, 2);
+    assert_eq!(edit.unwrap(), Some(3), "the edit takes the seq after the send in flight");
+    assert_eq!(after.unwrap().seq, 4, "a send behind a waiting edit waits too: arrival order is kept");
+}
+
+#[tokio::test]
+async fn a_failed_batch_acknowledges_none_of_its_sends() {
+    let h = Harness::new().await;
+    let alice = h.user("alice");
+    let channel = h.channel(ChannelKind::Public, &[alice]);
+    h.send(channel, alice, draft("a", "one")).await.unwrap();
+    h.store.slow_appends(Duration::from_millis(40));
+    h.store.fail_writes(Some(StoreError::Unknown("commit outcome unknown".into())));
+    let sends = (1..=5).map(|n| h.send(channel, alice, draft(&format!("b{n}"), "lost?")));
+    for answer in futures_util::future::join_all(sends).await {
+        assert_eq!(answer.unwrap_err().code, ErrorCode::Unavailable, "nothing in a failed batch is acknowledged");
+    }
+    h.store.fail_writes(None);
+    let next = h.send(channel, alice, draft("c", "after")).await.unwrap();
+    assert_eq!(next.seq, 2, "the reloaded actor continues after what is stored");
+}

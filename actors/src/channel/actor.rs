@@ -14,12 +14,13 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::state::{AdmitPlan, ChangePlan, ChannelRoom, Effect, ReadPlan};
+use super::writes::Writes;
 use crate::context::RoomContext;
 use crate::delivery::{fan_out, Gone, SessionSink};
 use crate::lifecycle::IdleTimer;
 use crate::model::FrameText;
-use crate::model::{Caller, ChannelSeq, Delivery, MessageDraft, MessageView, RequestError};
-use crate::ports::{AppendOutcome, ChannelSnapshot, Fence, NewMessage, StoreError};
+use crate::model::{Caller, ChannelSeq, Delivery, MessageView, RequestError};
+use crate::ports::{AppendOutcome, ChannelSnapshot, Fence, StoreError};
 use crate::routing::{ChannelAnswer, ChannelRequest, RouteError};
 
 pub type Reply<T> = RpcReplyPort<Result<T, RouteError>>;
@@ -36,6 +37,10 @@ pub enum ChannelMsg {
     ExpireTyping {
         user_id: Uuid,
         generation: u64,
+    },
+    /// The batch of messages in flight reached the store (or did not).
+    Appended {
+        result: Result<Vec<AppendOutcome>, StoreError>,
     },
     IdleCheck,
 }
@@ -62,16 +67,17 @@ pub struct ChannelArgs {
 }
 
 pub struct ChannelState {
-    room: ChannelRoom,
-    fence: Fence,
+    pub(super) room: ChannelRoom,
+    pub(super) fence: Fence,
     subscribers: HashMap<Uuid, SessionSink>,
-    context: RoomContext,
+    pub(super) context: RoomContext,
     config: ChannelConfig,
     idle: IdleTimer,
+    pub(super) writes: Writes,
 }
 
 /// Why a request failed, and what that means for the actor.
-enum Failure {
+pub(super) enum Failure {
     /// Certainly not applied: the requester is told, the actor goes on.
     Refused(RequestError),
     /// Maybe applied: the requester is told, the actor stops so its successor reloads.
@@ -86,7 +92,7 @@ impl From<RequestError> for Failure {
     }
 }
 
-fn store_failure(channel_id: Uuid, err: StoreError) -> Failure {
+pub(super) fn store_failure(channel_id: Uuid, err: StoreError) -> Failure {
     match err {
         StoreError::Unavailable(detail) => {
             warn!(%channel_id, %detail, "channel store unavailable, write aborted");
@@ -108,11 +114,11 @@ fn store_failure(channel_id: Uuid, err: StoreError) -> Failure {
 }
 
 impl ChannelState {
-    fn channel_id(&self) -> Uuid {
+    pub(super) fn channel_id(&self) -> Uuid {
         self.room.channel_id()
     }
 
-    fn perform(&mut self, myself: &ActorRef<ChannelMsg>, effects: Vec<Effect>) {
+    pub(super) fn perform(&mut self, myself: &ActorRef<ChannelMsg>, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
                 Effect::Broadcast(outbound) => {
@@ -131,7 +137,7 @@ impl ChannelState {
         }
     }
 
-    async fn message(&self, message_id: Uuid) -> Result<Option<MessageView>, Failure> {
+    pub(super) async fn message(&self, message_id: Uuid) -> Result<Option<MessageView>, Failure> {
         let channel_id = self.channel_id();
         self.context.ports.channels.message(channel_id, message_id).await.map_err(|err| store_failure(channel_id, err))
     }
@@ -149,40 +155,6 @@ impl ChannelState {
         let sink = self.context.sinks.sink(session).ok_or_else(|| RequestError::not_found("session"))?;
         self.subscribers.insert(session.session_id, sink);
         Ok(ChannelAnswer::Subscribed(self.room.subscribe_answer()))
-    }
-
-    async fn send(
-        &mut self,
-        myself: &ActorRef<ChannelMsg>,
-        caller: Caller,
-        draft: MessageDraft,
-    ) -> Result<ChannelAnswer, Failure> {
-        let plan = self.room.plan_message(&caller, draft)?;
-        let channel_id = self.channel_id();
-        let store = self.context.ports.channels.clone();
-        if let Some(parent_id) = plan.message.parent_id {
-            let parent = self.message(parent_id).await?;
-            ChannelRoom::check_parent(parent.as_ref())?;
-        }
-        if !plan.message.attachment_ids.is_empty() {
-            match store.attachments_belong(channel_id, &plan.message.attachment_ids).await {
-                Ok(true) => {}
-                Ok(false) => return Err(RequestError::not_found("attachment").into()),
-                Err(err) => return Err(store_failure(channel_id, err)),
-            }
-        }
-        let new = NewMessage { message: plan.message, company_id: self.room.company_id() };
-        match store.append_message(self.fence, new.message.seq, &new).await {
-            Ok(AppendOutcome::Stored) => {
-                let effects = self.room.message_stored(&new.message);
-                self.perform(myself, effects);
-                Ok(ChannelAnswer::Message(Box::new(new.message)))
-            }
-            Ok(AppendOutcome::Duplicate(earlier)) => {
-                Ok(ChannelAnswer::Message(Box::new(ChannelRoom::duplicate(&caller, *earlier)?)))
-            }
-            Err(err) => Err(store_failure(channel_id, err)),
-        }
     }
 
     /// Stores a planned change; `None` when it changed nothing.
@@ -229,7 +201,7 @@ impl ChannelState {
         Ok(ChannelAnswer::MaybeSeq(seq))
     }
 
-    async fn serve(
+    pub(super) async fn serve(
         &mut self,
         myself: &ActorRef<ChannelMsg>,
         request: ChannelRequest,
@@ -240,7 +212,8 @@ impl ChannelState {
                 self.subscribers.remove(&session_id);
                 Ok(ChannelAnswer::Done)
             }
-            ChannelRequest::Send { caller, draft } => self.send(myself, caller, draft).await,
+            // Sends are batched before they get here (see `writes`).
+            ChannelRequest::Send { .. } => Err(RequestError::internal().into()),
             ChannelRequest::Edit { caller, message_id, body } => {
                 let current = self.message(message_id).await?;
                 let plan = self.room.plan_edit(&caller, current.as_ref(), body)?;
@@ -302,7 +275,7 @@ impl ChannelState {
     }
 
     fn is_idle(&self) -> bool {
-        self.subscribers.is_empty() && self.room.is_typing_idle() && self.idle.expired()
+        self.subscribers.is_empty() && self.room.is_typing_idle() && self.writes.idle() && self.idle.expired()
     }
 }
 
@@ -326,6 +299,7 @@ impl Actor for ChannelActor {
             idle: IdleTimer::start(&myself, args.config.idle_timeout, || ChannelMsg::IdleCheck),
             context: args.context,
             config: args.config,
+            writes: Writes::default(),
         })
     }
 
@@ -352,19 +326,9 @@ impl Actor for ChannelActor {
         match msg {
             ChannelMsg::Request { request, reply } => {
                 state.idle.touch();
-                let (answer, stop) = match state.serve(&myself, request).await {
-                    Ok(answer) => (Ok(answer), None),
-                    Err(Failure::Refused(err)) => (Err(RouteError::Request(err)), None),
-                    Err(Failure::Reload(err)) => (Err(RouteError::Request(err)), Some("reload after uncertain write")),
-                    Err(Failure::Fenced) => (Err(RouteError::NotOwner), Some("fenced by a newer owner")),
-                };
-                if reply.send(answer).is_err() {
-                    debug!(channel_id = %state.channel_id(), "requester went away before the channel replied");
-                }
-                if let Some(reason) = stop {
-                    myself.stop(Some(reason.to_owned()));
-                }
+                state.receive(&myself, request, reply).await;
             }
+            ChannelMsg::Appended { result } => state.appended(&myself, result).await,
             ChannelMsg::Forget(gone) => state.subscribers.retain(|_, sink| !Gone::any_covers(&gone, &sink.addr)),
             ChannelMsg::ExpireTyping { user_id, generation } => {
                 let effects = state.room.expire_typing(user_id, generation);

@@ -25,15 +25,15 @@ use super::{classify, uuid_col, Db};
 impl Db {
     /// Checks, inside a write's transaction, that no newer owner raised the channel's fence;
     /// holds the channel row until the transaction ends, so a concurrent load waits for it.
-    async fn check_fence(
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    pub(super) async fn check_fence(
+        tx: &mut sqlx::AnyConnection,
         channel_id: Uuid,
         fence: Fence,
     ) -> Result<(), StoreError> {
         let held = sqlx::query("UPDATE channels SET fence = fence WHERE id = $1 AND fence <= $2")
             .bind(channel_id.to_string())
             .bind(fence as i64)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
             .map_err(classify)?;
         if held.rows_affected() == 0 {
@@ -42,8 +42,8 @@ impl Db {
         Ok(())
     }
 
-    async fn insert_event(
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    pub(super) async fn insert_event(
+        tx: &mut sqlx::AnyConnection,
         channel_id: Uuid,
         seq: ChannelSeq,
         event: &ChannelEvent,
@@ -55,7 +55,7 @@ impl Db {
             .bind(seq)
             .bind(payload)
             .bind(now_millis())
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         Ok(())
     }
@@ -80,21 +80,6 @@ impl Db {
             }
         }
         Ok(messages)
-    }
-
-    async fn message_by_client_id(
-        &self,
-        channel_id: Uuid,
-        client_msg_id: &str,
-    ) -> Result<Option<MessageView>, StoreError> {
-        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = $1 AND client_msg_id = $2");
-        let row = sqlx::query(&sql)
-            .bind(channel_id.to_string())
-            .bind(client_msg_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
-        row.map(|row| message_row(&row)).transpose().map_err(classify)
     }
 }
 
@@ -149,40 +134,15 @@ impl ChannelStore for Db {
         }))
     }
 
-    async fn append_message(&self, fence: Fence, seq: ChannelSeq, new: &NewMessage) -> StoreResult<AppendOutcome> {
-        let message = &new.message;
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        Self::check_fence(&mut tx, message.channel_id, fence).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO messages (id, channel_id, company_id, seq, sender_id, client_msg_id, parent_id, body, \
-             mentions, attachment_ids, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (channel_id, client_msg_id) DO NOTHING",
-        )
-        .bind(message.id.to_string())
-        .bind(message.channel_id.to_string())
-        .bind(new.company_id.to_string())
-        .bind(seq)
-        .bind(message.sender_id.to_string())
-        .bind(&message.client_msg_id)
-        .bind(message.parent_id.map(|id| id.to_string()))
-        .bind(&message.body)
-        .bind(json_text(&message.mentions))
-        .bind(json_text(&message.attachment_ids))
-        .bind(message.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        if inserted.rows_affected() == 0 {
-            tx.rollback().await.map_err(classify)?;
-            let earlier = self.message_by_client_id(message.channel_id, &message.client_msg_id).await?;
-            return earlier
-                .map(|earlier| AppendOutcome::Duplicate(Box::new(earlier)))
-                .ok_or_else(|| StoreError::Unknown("duplicate client_msg_id vanished".to_owned()));
-        }
-        let event = ChannelEvent::MessageNew { message: message.clone() };
-        Self::insert_event(&mut tx, message.channel_id, seq, &event).await.map_err(classify)?;
-        tx.commit().await.map_err(|err| StoreError::Unknown(err.to_string()))?;
-        Ok(AppendOutcome::Stored)
+    async fn append_messages(
+        &self,
+        fence: Fence,
+        channel_id: Uuid,
+        head: ChannelSeq,
+        batch: &[NewMessage],
+    ) -> StoreResult<Vec<AppendOutcome>> {
+        // One transaction for every channel whose batch is waiting (see `committer`).
+        self.committer.append(fence, channel_id, head, batch.to_vec()).await
     }
 
     async fn apply(

@@ -8,6 +8,7 @@
 mod accounts;
 mod channel_log;
 mod channels;
+mod committer;
 mod meetings;
 
 use std::str::FromStr;
@@ -37,6 +38,8 @@ pub enum Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// Group commit of message appends (see `committer`).
+    committer: committer::Committer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +92,8 @@ impl Db {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         info!(backend = ?backend, "database ready");
-        Ok(Self { pool, backend })
+        let committer = committer::Committer::start(pool.clone());
+        Ok(Self { pool, backend, committer })
     }
 
     pub fn backend(&self) -> Backend {
