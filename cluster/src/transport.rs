@@ -248,7 +248,12 @@ impl Transport {
                 drop(backoff);
                 debug!(peer = %peer.addr, error = %err, "cannot reach peer");
                 self.forget(&peer);
-                peer.fail_all(&err.to_string());
+                // fail_all names the peer itself: pass only the reason.
+                let reason = match err {
+                    TransportError::Unreachable(_, reason) => reason,
+                    other => other.to_string(),
+                };
+                peer.fail_all(&reason);
             }
         }
     }

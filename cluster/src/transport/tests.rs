@@ -5,6 +5,7 @@ use self::frames::HANDSHAKE_FRAME_BYTES;
 use crate::codec::{decode, encode};
 
 mod measure;
+mod operator_files;
 mod security;
 
 /// Answers requests with the payload reversed and records messages.
