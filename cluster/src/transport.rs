@@ -1,57 +1,54 @@
-//! Node-to-node transport: one TCP connection per pair of nodes (whichever dialled first),
+//! Node-to-node transport: one connection per pair of nodes (whichever dialled first),
 //! carrying length-prefixed postcard frames both ways: requests with ids and their
 //! responses, and one-way messages, for two services (membership and actors).
 //!
-//! Peers authenticate with a shared cluster secret: the dialler sends an HMAC-SHA256 of its
-//! address, the time and a nonce; the acceptor checks it and answers with an HMAC of the
-//! nonce. Frames are not encrypted: run the cluster port on a private network.
+//! Connections are mutual TLS 1.3: both ends prove they hold a certificate of the cluster CA
+//! (derived from the cluster secret, or supplied by the operator), and everything on the
+//! wire is encrypted. Inside TLS the dialler says who it is (Hello: address, node,
+//! incarnation) and the acceptor answers with its own (Welcome).
 //!
 //! A peer that cannot be reached fails fast for a backoff period (doubling to 2 s), so a
 //! sender re-resolves the owner after the next membership epoch instead of waiting.
+//!
+//! # Layout
+//! - [`frames`]: the frames and their length-prefixed encoding, with per-stage size limits.
+//! - [`tls`]: rustls configurations from the secret or from PEM files.
+//! - `ca`: the CA derived from the secret and each run's certificate.
+//! - `handshake`: TLS + Hello/Welcome under a deadline; the throttle of repeated warnings.
+//! - `peer`: one connection's outbound queue and the requests waiting for its answers.
+
+mod ca;
+pub mod frames;
+mod handshake;
+mod peer;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
-use crate::codec::{decode, encode};
+use self::frames::{read_frame, write_frame, Frame};
+pub use self::frames::{Service, MAX_FRAME_BYTES};
+use self::handshake::{Link, Throttle, MAX_HANDSHAKES};
+use self::peer::Peer;
+use self::tls::Security;
+pub use self::tls::{ClusterTls, TlsError, TlsFiles, DEFAULT_SERVER_NAME};
 use crate::{Incarnation, NodeId, PeerRpc, TransportError};
 
-/// Largest frame accepted; a larger length prefix is a protocol error.
-pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
-/// Frames queued for one peer before sends fail.
-const PEER_QUEUE: usize = 65_536;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-const MAX_CLOCK_SKEW_SECS: u64 = 120;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Service {
-    Membership,
-    Actors,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-enum Frame {
-    Hello { from: String, node: NodeId, incarnation: Incarnation, unix_secs: u64, nonce: Vec<u8>, mac: Vec<u8> },
-    Welcome { node: NodeId, incarnation: Incarnation, mac: Vec<u8> },
-    Request { id: u64, service: Service, payload: Vec<u8> },
-    Response { id: u64, result: Result<Vec<u8>, String> },
-    Message { service: Service, payload: Vec<u8> },
-}
+/// Warnings about refused connections go out at most this often (each says how many it stands for).
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// An answer still being computed.
 pub type Reply = Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send>>;
@@ -65,8 +62,6 @@ pub trait Inbound: Send + Sync + 'static {
     /// A one-way message, handled in arrival order.
     async fn message(&self, service: Service, payload: Vec<u8>);
 }
-
-type Pending = Mutex<HashMap<u64, oneshot::Sender<Result<Vec<u8>, TransportError>>>>;
 
 /// Who this node is, as it introduces itself to peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,30 +86,13 @@ pub enum LinkEvent {
     },
 }
 
-struct Peer {
-    addr: String,
-    tx: mpsc::Sender<Frame>,
-    pending: Pending,
-    dead: AtomicBool,
-    /// The peer's node and incarnation, once the handshake told them.
-    identity: Mutex<Option<(NodeId, Incarnation)>>,
-}
-
-impl Peer {
-    fn fail_all(&self, reason: &str) {
-        self.dead.store(true, Ordering::SeqCst);
-        let pending: Vec<_> = self.pending.lock().unwrap().drain().collect();
-        for (_, reply) in pending {
-            if reply.send(Err(TransportError::Unreachable(self.addr.clone(), reason.to_owned()))).is_err() {
-                debug!(peer = %self.addr, "requester already gone");
-            }
-        }
-    }
-}
-
 pub struct Transport {
     identity: Identity,
-    secret: Vec<u8>,
+    security: Security,
+    /// Accepted connections still in their handshake hold one permit each.
+    handshakes: Arc<Semaphore>,
+    refused_warnings: Throttle,
+    failed_handshake_warnings: Throttle,
     links: broadcast::Sender<LinkEvent>,
     peers: Mutex<HashMap<String, Arc<Peer>>>,
     backoff: Mutex<HashMap<String, (Instant, Duration)>>,
@@ -122,68 +100,24 @@ pub struct Transport {
     next_id: AtomicU64,
 }
 
-fn unix_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
-}
-
-/// HMAC-SHA256 over length-prefixed parts (so `("ab","c")` and `("a","bc")` differ).
-fn keyed(secret: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("hmac takes keys of any size");
-    for part in parts {
-        mac.update(&(part.len() as u64).to_be_bytes());
-        mac.update(part);
-    }
-    mac
-}
-
-fn mac(secret: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    keyed(secret, parts).finalize().into_bytes().to_vec()
-}
-
-/// Constant-time comparison of `tag` with the HMAC of `parts`.
-fn verify(secret: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
-    keyed(secret, parts).verify_slice(tag).is_ok()
-}
-
-async fn write_frame<W: AsyncWriteExt + Unpin>(writer: &mut W, frame: &Frame) -> Result<(), TransportError> {
-    let bytes = encode(frame).map_err(|err| TransportError::Protocol(err.to_string()))?;
-    if bytes.len() > MAX_FRAME_BYTES {
-        return Err(TransportError::Protocol(format!("frame of {} bytes is too large", bytes.len())));
-    }
-    let io = |err: std::io::Error| TransportError::Protocol(err.to_string());
-    writer.write_u32(bytes.len() as u32).await.map_err(io)?;
-    writer.write_all(&bytes).await.map_err(io)
-}
-
-async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R) -> Result<Frame, TransportError> {
-    let io = |err: std::io::Error| TransportError::Protocol(err.to_string());
-    let len = reader.read_u32().await.map_err(io)? as usize;
-    if len > MAX_FRAME_BYTES {
-        return Err(TransportError::Protocol(format!("frame length {len} exceeds {MAX_FRAME_BYTES}")));
-    }
-    let mut bytes = vec![0; len];
-    reader.read_exact(&mut bytes).await.map_err(io)?;
-    decode(&bytes).map_err(|err| TransportError::Protocol(format!("undecodable frame: {err}")))
-}
-
 impl Transport {
-    /// Listens on `listen`; peers know this node by `identity`.
+    /// Listens on `listen` with `tls`; peers know this node by `identity`.
     pub async fn bind(
         listen: SocketAddr,
         identity: Identity,
-        secret: &str,
+        tls: ClusterTls,
+    ) -> std::io::Result<(Arc<Self>, SocketAddr)> {
+        Self::bind_with(listen, identity, Security::Tls(tls)).await
+    }
+
+    async fn bind_with(
+        listen: SocketAddr,
+        identity: Identity,
+        security: Security,
     ) -> std::io::Result<(Arc<Self>, SocketAddr)> {
         let listener = TcpListener::bind(listen).await?;
         let local = listener.local_addr()?;
-        let transport = Arc::new(Self {
-            identity,
-            secret: secret.as_bytes().to_vec(),
-            links: broadcast::channel(256).0,
-            peers: Mutex::new(HashMap::new()),
-            backoff: Mutex::new(HashMap::new()),
-            inbound: OnceLock::new(),
-            next_id: AtomicU64::new(1),
-        });
+        let transport = Arc::new(Self::new(identity, security));
         let weak = Arc::downgrade(&transport);
         tokio::spawn(async move {
             loop {
@@ -196,11 +130,35 @@ impl Transport {
                     }
                 };
                 let Some(transport) = weak.upgrade() else { return };
-                tokio::spawn(async move { transport.accept(stream, remote).await });
+                // Taken here, in accept order, so the excess is closed before it costs a task.
+                let Ok(permit) = transport.handshakes.clone().try_acquire_owned() else {
+                    if let Some(held_back) = transport.refused_warnings.due() {
+                        warn!(%remote, held_back, limit = MAX_HANDSHAKES, "too many cluster handshakes in progress, closing connection");
+                    }
+                    drop(stream);
+                    continue;
+                };
+                tokio::spawn(async move { transport.accept(stream, remote, permit).await });
             }
         });
         info!(%local, "cluster transport listening");
         Ok((transport, local))
+    }
+
+    /// A transport that does not listen (yet): `bind` wraps it with a listener.
+    fn new(identity: Identity, security: Security) -> Self {
+        Self {
+            identity,
+            security,
+            handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
+            refused_warnings: Throttle::new(WARN_EVERY),
+            failed_handshake_warnings: Throttle::new(WARN_EVERY),
+            links: broadcast::channel(256).0,
+            peers: Mutex::new(HashMap::new()),
+            backoff: Mutex::new(HashMap::new()),
+            inbound: OnceLock::new(),
+            next_id: AtomicU64::new(1),
+        }
     }
 
     /// Sets who handles inbound frames; frames before that are answered with an error.
@@ -225,66 +183,39 @@ impl Transport {
         }
     }
 
-    async fn accept(self: Arc<Self>, mut stream: TcpStream, remote: SocketAddr) {
+    async fn accept(self: Arc<Self>, stream: TcpStream, remote: SocketAddr, permit: OwnedSemaphorePermit) {
         if let Err(err) = stream.set_nodelay(true) {
             debug!(error = %err, "cannot set nodelay");
         }
-        let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut stream)).await;
-        let (from, identity, nonce) = match hello {
-            Ok(Ok(Frame::Hello { from, node, incarnation, unix_secs: sent, nonce, mac: tag })) => {
-                let fresh = unix_secs().abs_diff(sent) <= MAX_CLOCK_SKEW_SECS;
-                let parts: [&[u8]; 6] = [
-                    b"hello",
-                    from.as_bytes(),
-                    &node.to_be_bytes(),
-                    &incarnation.to_be_bytes(),
-                    &sent.to_be_bytes(),
-                    &nonce,
-                ];
-                if !fresh || !verify(&self.secret, &parts, &tag) {
-                    warn!(%remote, %from, "peer failed authentication, dropping connection");
-                    return;
+        let (link, hello) = match handshake::accept(&self.security, stream, &self.identity).await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                match self.failed_handshake_warnings.due() {
+                    Some(held_back) => warn!(%remote, error = %err, held_back, "cluster handshake refused"),
+                    None => debug!(%remote, error = %err, "cluster handshake refused"),
                 }
-                (from, (node, incarnation), nonce)
-            }
-            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
-                warn!(%remote, "bad or missing handshake, dropping connection");
                 return;
             }
         };
-        let (node, incarnation) = (self.identity.node, self.identity.incarnation);
-        let welcome = Frame::Welcome {
-            node,
-            incarnation,
-            mac: mac(&self.secret, &[b"welcome", &nonce, &node.to_be_bytes(), &incarnation.to_be_bytes()]),
-        };
-        if write_frame(&mut stream, &welcome).await.is_err() {
-            return;
-        }
-        let (tx, rx) = mpsc::channel(PEER_QUEUE);
-        let peer = Arc::new(Peer {
-            addr: from.clone(),
-            tx,
-            pending: Mutex::new(HashMap::new()),
-            dead: AtomicBool::new(false),
-            identity: Mutex::new(Some(identity)),
-        });
+        drop(permit);
+        let from = hello.from;
+        let (peer, rx) = Peer::new(from.clone(), Some((hello.node, hello.incarnation)));
         {
             let mut peers = self.peers.lock().unwrap();
-            let usable = peers.get(&from).is_some_and(|existing| !existing.dead.load(Ordering::SeqCst));
+            let usable = peers.get(&from).is_some_and(|existing| !existing.is_dead());
             if !usable {
                 peers.insert(from.clone(), peer.clone());
             }
         }
         debug!(peer = %from, "peer connected to us");
-        self.announce(LinkEvent::Up { node: identity.0, incarnation: identity.1 });
-        self.run(stream, peer, rx).await;
+        self.announce(LinkEvent::Up { node: hello.node, incarnation: hello.incarnation });
+        self.run(link, peer, rx).await;
     }
 
     /// The live connection to `addr`, dialling it if needed; fails fast while backing off.
     fn peer(self: &Arc<Self>, addr: &str) -> Result<Arc<Peer>, TransportError> {
         let mut peers = self.peers.lock().unwrap();
-        if let Some(peer) = peers.get(addr).filter(|peer| !peer.dead.load(Ordering::SeqCst)) {
+        if let Some(peer) = peers.get(addr).filter(|peer| !peer.is_dead()) {
             return Ok(peer.clone());
         }
         if let Some((until, _)) = self.backoff.lock().unwrap().get(addr) {
@@ -292,14 +223,7 @@ impl Transport {
                 return Err(TransportError::Unreachable(addr.to_owned(), "backing off after a failure".to_owned()));
             }
         }
-        let (tx, rx) = mpsc::channel(PEER_QUEUE);
-        let peer = Arc::new(Peer {
-            addr: addr.to_owned(),
-            tx,
-            pending: Mutex::new(HashMap::new()),
-            dead: AtomicBool::new(false),
-            identity: Mutex::new(None),
-        });
+        let (peer, rx) = Peer::new(addr.to_owned(), None);
         peers.insert(addr.to_owned(), peer.clone());
         let transport = self.clone();
         let dialled = peer.clone();
@@ -309,12 +233,12 @@ impl Transport {
 
     async fn dial(self: Arc<Self>, peer: Arc<Peer>, rx: mpsc::Receiver<Frame>) {
         match self.connect(&peer.addr).await {
-            Ok((stream, identity)) => {
+            Ok((link, identity)) => {
                 self.backoff.lock().unwrap().remove(&peer.addr);
                 debug!(peer = %peer.addr, "connected to peer");
                 *peer.identity.lock().unwrap() = Some(identity);
                 self.announce(LinkEvent::Up { node: identity.0, incarnation: identity.1 });
-                self.run(stream, peer, rx).await;
+                self.run(link, peer, rx).await;
             }
             Err(err) => {
                 let mut backoff = self.backoff.lock().unwrap();
@@ -324,54 +248,28 @@ impl Transport {
                 drop(backoff);
                 debug!(peer = %peer.addr, error = %err, "cannot reach peer");
                 self.forget(&peer);
-                peer.fail_all(&err.to_string());
+                // fail_all names the peer itself: pass only the reason.
+                let reason = match err {
+                    TransportError::Unreachable(_, reason) => reason,
+                    other => other.to_string(),
+                };
+                peer.fail_all(&reason);
             }
         }
     }
 
-    async fn connect(&self, addr: &str) -> Result<(TcpStream, (NodeId, Incarnation)), TransportError> {
+    async fn connect(&self, addr: &str) -> Result<(Link, (NodeId, Incarnation)), TransportError> {
         let unreachable = |reason: String| TransportError::Unreachable(addr.to_owned(), reason);
-        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| unreachable("connect timed out".to_owned()))?
             .map_err(|err| unreachable(err.to_string()))?;
         if let Err(err) = stream.set_nodelay(true) {
             debug!(error = %err, "cannot set nodelay");
         }
-        let nonce: [u8; 16] = rand::random();
-        let sent = unix_secs();
-        let me = &self.identity;
-        let parts: [&[u8]; 6] = [
-            b"hello",
-            me.advertise.as_bytes(),
-            &me.node.to_be_bytes(),
-            &me.incarnation.to_be_bytes(),
-            &sent.to_be_bytes(),
-            &nonce,
-        ];
-        let hello = Frame::Hello {
-            from: me.advertise.clone(),
-            node: me.node,
-            incarnation: me.incarnation,
-            unix_secs: sent,
-            nonce: nonce.to_vec(),
-            mac: mac(&self.secret, &parts),
-        };
-        write_frame(&mut stream, &hello).await?;
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut stream)).await {
-            Ok(Ok(Frame::Welcome { node, incarnation, mac: tag }))
-                if verify(
-                    &self.secret,
-                    &[b"welcome", &nonce, &node.to_be_bytes(), &incarnation.to_be_bytes()],
-                    &tag,
-                ) =>
-            {
-                Ok((stream, (node, incarnation)))
-            }
-            Ok(Ok(_)) => Err(TransportError::Protocol(format!("{addr} failed authentication"))),
-            Ok(Err(err)) => Err(unreachable(format!("handshake: {err}"))),
-            Err(_) => Err(unreachable("handshake timed out".to_owned())),
-        }
+        handshake::connect(&self.security, stream, &self.identity)
+            .await
+            .map_err(|err| unreachable(format!("handshake: {err}")))
     }
 
     fn forget(&self, peer: &Arc<Peer>) {
@@ -382,8 +280,8 @@ impl Transport {
     }
 
     /// Pumps frames until the connection ends; then fails what was pending on it.
-    async fn run(self: &Arc<Self>, stream: TcpStream, peer: Arc<Peer>, mut rx: mpsc::Receiver<Frame>) {
-        let (mut reader, writer) = stream.into_split();
+    async fn run(self: &Arc<Self>, link: Link, peer: Arc<Peer>, mut rx: mpsc::Receiver<Frame>) {
+        let (mut reader, writer) = tokio::io::split(link);
         let writer_peer = peer.clone();
         let writer_task = tokio::spawn(async move {
             let mut writer = BufWriter::new(writer);
@@ -398,7 +296,7 @@ impl Transport {
             }
         });
         let reason = loop {
-            match read_frame(&mut reader).await {
+            match read_frame(&mut reader, MAX_FRAME_BYTES).await {
                 Ok(frame) => {
                     if let Err(reason) = self.dispatch(&peer, frame).await {
                         break reason;

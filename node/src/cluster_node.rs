@@ -18,7 +18,9 @@ use actors::Directory;
 use async_trait::async_trait;
 use cluster::codec::{decode, encode};
 use cluster::membership::{node_id_in, Membership, MembershipConfig};
-use cluster::transport::{Identity, Inbound, LinkEvent, MembershipRpc, Reply, Service, Transport};
+use cluster::transport::{
+    ClusterTls, Identity, Inbound, LinkEvent, MembershipRpc, Reply, Service, TlsFiles, Transport,
+};
 use cluster::{placement, ClusterView};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot, watch};
@@ -36,8 +38,12 @@ pub struct ClusterConfig {
     pub client_advertise: String,
     /// Cluster addresses to join through (`SEED_NODES` or `--join`); empty bootstraps.
     pub seeds: Vec<String>,
-    /// Shared secret that authenticates peers (`CLUSTER_SECRET`).
+    /// Shared secret the cluster CA is derived from (`CLUSTER_SECRET`), unless `tls_files` are given.
     pub secret: String,
+    /// Operator-made CA, certificate and key (`CLUSTER_TLS_CA`, `CLUSTER_TLS_CERT`, `CLUSTER_TLS_KEY`).
+    pub tls_files: Option<TlsFiles>,
+    /// The name peers' certificates must carry (`CLUSTER_TLS_SERVER_NAME`, with `tls_files` only).
+    pub tls_server_name: String,
     /// Raft state and the node id live here (`DATA_DIR`).
     pub data_dir: PathBuf,
     pub heartbeat: Duration,
@@ -52,6 +58,22 @@ pub struct ClusterConfig {
 enum ActorWire {
     Request(RemoteRequest),
     Deliver { session_ids: Vec<Uuid>, kind: DeliveryKind, text: String, from: NodeId },
+}
+
+/// The cluster port's TLS: the operator's PEM files, or certificates derived from the secret.
+async fn cluster_tls(config: &ClusterConfig) -> anyhow::Result<ClusterTls> {
+    if config.tls_files.is_none() && config.secret == crate::config::DEV_CLUSTER_SECRET {
+        warn!("CLUSTER_SECRET is not set: using the development secret, never do this in production");
+    }
+    let (files, server_name, secret) =
+        (config.tls_files.clone(), config.tls_server_name.clone(), config.secret.clone());
+    // Reading files and signing certificates block.
+    let tls = tokio::task::spawn_blocking(move || match files {
+        Some(files) => ClusterTls::from_files(&files, &server_name),
+        None => ClusterTls::from_secret(&secret),
+    })
+    .await??;
+    Ok(tls)
 }
 
 /// The cluster as the actors see it.
@@ -73,7 +95,7 @@ impl NodeCluster {
         // A fresh incarnation per process: peers tell this run from the one before.
         let incarnation = rand_incarnation();
         let identity = Identity { node: node_id, incarnation, advertise: config.advertise.clone() };
-        let (transport, _local) = Transport::bind(config.listen, identity, &config.secret).await?;
+        let (transport, _local) = Transport::bind(config.listen, identity, cluster_tls(config).await?).await?;
         let inbound = Arc::new(ClusterInbound { membership: OnceLock::new(), directory: OnceLock::new() });
         transport.set_inbound(inbound.clone());
         let membership_config = MembershipConfig {

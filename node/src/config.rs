@@ -4,6 +4,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use cluster::transport::{TlsFiles, DEFAULT_SERVER_NAME};
+
 use crate::cluster_node::ClusterConfig;
 use crate::turn::TurnConfig;
 
@@ -240,12 +242,36 @@ fn cluster_from_env(bind_addr: SocketAddr) -> Result<Option<ClusterConfig>, Conf
         client_advertise: var("CLIENT_ADVERTISE").unwrap_or_else(|| bind_addr.to_string()),
         seeds,
         secret: var("CLUSTER_SECRET").unwrap_or_else(|| DEV_CLUSTER_SECRET.to_owned()),
+        tls_files: tls_files_from_env()?,
+        tls_server_name: var("CLUSTER_TLS_SERVER_NAME").unwrap_or_else(|| DEFAULT_SERVER_NAME.to_owned()),
         data_dir: var("DATA_DIR").unwrap_or_else(|| "./data".to_owned()).into(),
         heartbeat: millis("RAFT_HEARTBEAT_MS", 150)?,
         election_timeout: (millis("RAFT_ELECTION_MIN_MS", 600)?, millis("RAFT_ELECTION_MAX_MS", 1200)?),
         dead_after: millis("DEAD_AFTER_MS", 2_000)?,
         max_voters: parsed("MAX_VOTERS", 5)?,
     }))
+}
+
+/// `CLUSTER_TLS_CA`, `CLUSTER_TLS_CERT` and `CLUSTER_TLS_KEY`: all three, or none (then the
+/// certificates are derived from `CLUSTER_SECRET`).
+fn tls_files_from_env() -> Result<Option<TlsFiles>, ConfigError> {
+    match (var("CLUSTER_TLS_CA"), var("CLUSTER_TLS_CERT"), var("CLUSTER_TLS_KEY")) {
+        (None, None, None) => Ok(None),
+        (Some(ca), Some(cert), Some(key)) => Ok(Some(TlsFiles { ca: ca.into(), cert: cert.into(), key: key.into() })),
+        (ca, cert, key) => Err(ConfigError {
+            name: "CLUSTER_TLS_CA",
+            value: format!("CA {}, CERT {}, KEY {}", set_or_not(&ca), set_or_not(&cert), set_or_not(&key)),
+            reason: "set all three of CLUSTER_TLS_CA, CLUSTER_TLS_CERT and CLUSTER_TLS_KEY, or none".to_owned(),
+        }),
+    }
+}
+
+fn set_or_not(value: &Option<String>) -> &'static str {
+    if value.is_some() {
+        "set"
+    } else {
+        "unset"
+    }
 }
 
 /// Hides the password part of a URL.
@@ -287,7 +313,10 @@ impl fmt::Debug for Config {
             .field("shutdown_grace", &self.shutdown_grace)
             .field(
                 "cluster",
-                &self.cluster.as_ref().map(|c| (c.listen, &c.advertise, &c.seeds, &c.data_dir, c.dead_after)),
+                &self.cluster.as_ref().map(|c| {
+                    let tls = c.tls_files.as_ref().map_or("derived from CLUSTER_SECRET", |_| "CLUSTER_TLS_* files");
+                    (c.listen, &c.advertise, &c.seeds, &c.data_dir, c.dead_after, tls)
+                }),
             )
             .finish()
     }

@@ -31,6 +31,12 @@ impl NodeProcess {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(|child| child.id())
     }
+    /// Resident memory of the running process in KiB (`VmRSS` in `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
 }
 
 pub struct ClusterSandbox {
@@ -80,6 +86,15 @@ impl ClusterSandbox {
 
     /// Starts one more node, joining through the first live node.
     pub async fn add_node(&mut self) -> usize {
+        self.add_node_with_seeds(None).await
+    }
+
+    /// Starts one more node that joins through `seeds` (e.g. a proxy in front of a member).
+    pub async fn add_node_via(&mut self, seeds: Vec<String>) -> usize {
+        self.add_node_with_seeds(Some(seeds)).await
+    }
+
+    async fn add_node_with_seeds(&mut self, seeds: Option<Vec<String>>) -> usize {
         let index = self.nodes.len();
         let ip = format!("127.0.0.{}", 10 + index);
         let node = NodeProcess {
@@ -91,18 +106,24 @@ impl ClusterSandbox {
             child: None,
         };
         self.nodes.push(node);
-        self.spawn(index);
+        self.spawn_with_seeds(index, seeds);
         self.wait_ready(index, Duration::from_secs(60)).await;
         index
     }
 
     fn spawn(&mut self, index: usize) {
-        let seeds: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|node| node.index != index && node.child.is_some())
-            .map(NodeProcess::cluster_addr)
-            .collect();
+        self.spawn_with_seeds(index, None);
+    }
+
+    /// Starts node `index`, joining through `seeds` or else through every live node.
+    fn spawn_with_seeds(&mut self, index: usize, seeds: Option<Vec<String>>) {
+        let seeds: Vec<String> = seeds.unwrap_or_else(|| {
+            self.nodes
+                .iter()
+                .filter(|node| node.index != index && node.child.is_some())
+                .map(NodeProcess::cluster_addr)
+                .collect()
+        });
         let node = &self.nodes[index];
         let log = std::fs::File::create(self.dir.0.join(format!("node{index}.log"))).expect("log file");
         let mut command = Command::new(&self.binary);
