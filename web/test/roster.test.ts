@@ -70,7 +70,13 @@ test("after a rebuild the impolite side re-offers pairs not connected, once the 
   const dan = participant("pd", "dan", 4);
   roster.applySnapshot(snapshot(me, [alice, carol, dan], 1, 4));
   const connected: Record<string, boolean | undefined> = { pa: false, pc: true, pd: false };
-  assert.deepEqual(roster.takeReoffers((id) => connected[id]), ["pd"]); // a plain rejoin counts too
+  assert.deepEqual(roster.takeReoffers((id) => connected[id]), []); // our first join: nothing to re-offer
+  // Our connection was lost and we joined again in the same run: re-check every pair.
+  roster.applySnapshot(snapshot(me, [alice, carol, dan], 1, 4), true);
+  assert.deepEqual(roster.takeReoffers((id) => connected[id]), ["pd"]);
+  // The session's own rejoin into the same run (`meeting_rejoined`), a renewed socket: nothing to do.
+  roster.applySnapshot(snapshot(me, [alice, carol, dan], 1, 4));
+  assert.deepEqual(roster.takeReoffers((id) => connected[id]), []);
   // The room is rebuilt; carol and dan have not rejoined yet.
   roster.applySnapshot(
     snapshot(me, [alice, { ...carol, status: "reconnecting" }, { ...dan, status: "reconnecting" }], 2, 4),
@@ -90,7 +96,7 @@ test("after a rebuild the impolite side re-offers pairs not connected, once the 
   roster.applyEvent(2, 8, { kind: "updated", participant: carol });
   assert.deepEqual(roster.takeReoffers((id) => connected[id]), ["pc"]);
   // No connection at all: not a re-offer (a new connection offers by itself).
-  roster.applySnapshot(snapshot(me, [alice, carol, dan], 2, 8));
+  roster.applySnapshot(snapshot(me, [alice, carol, dan], 2, 8), true);
   assert.deepEqual(roster.takeReoffers(() => undefined), []);
 });
 

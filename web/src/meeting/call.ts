@@ -116,8 +116,10 @@ export class MeetingCall {
       // does not answer is retried in the background.
       socket.onResume(async (request) => {
         if (!this.inRoom) return;
+        const lost = socket.state !== "open"; // else a renewal: the old connection still serves
         try {
-          this.applySnapshot(await request<MeetingSnapshot>({ type: "meeting_join", meeting_id: this.meetingId }, 8_000), "rejoin");
+          const snapshot = await request<MeetingSnapshot>({ type: "meeting_join", meeting_id: this.meetingId }, 8_000);
+          this.applySnapshot(snapshot, lost ? "rejoin" : "renewal");
         } catch (error) {
           if ((error as RequestFailed).code === "conflict") return this.onEnded();
           window.setTimeout(() => void this.resync(), 0);
@@ -135,7 +137,7 @@ export class MeetingCall {
         try {
           await socket.whenOpen(60_000);
           const snapshot = await socket.request<MeetingSnapshot>({ type: "meeting_join", meeting_id: this.meetingId });
-          this.applySnapshot(snapshot, this.roster.snapshots === 0 ? "join" : "rejoin");
+          this.applySnapshot(snapshot, this.roster.snapshots === 0 ? "join" : "rejoin"); // after admission or a failure: re-check
           return;
         } catch (error) {
           const code = (error as RequestFailed).code;
@@ -161,9 +163,11 @@ export class MeetingCall {
     if (this.history.length > 500) this.history.shift();
   }
 
-  private applySnapshot(snapshot: MeetingSnapshot, via: "join" | "rejoin" | "meeting_rejoined"): void {
+  /** `via`: our first `meeting_join`, a rejoin after a lost connection (or a failure), a
+   *  socket renewal, or the session's own rejoin (`meeting_rejoined`). */
+  private applySnapshot(snapshot: MeetingSnapshot, via: "join" | "rejoin" | "renewal" | "meeting_rejoined"): void {
     if (this.destroyed || this.phase === "ended" || this.phase === "left") return;
-    const { rebuilt, dropped } = this.roster.applySnapshot(snapshot);
+    const { rebuilt, dropped } = this.roster.applySnapshot(snapshot, via === "rejoin");
     this.record(`${via}${rebuilt ? " (rebuilt room)" : ""}`);
     if (snapshot.me.status === "lobby") {
       this.phase = "lobby";
@@ -176,11 +180,12 @@ export class MeetingCall {
     // only those it no longer lists.
     for (const id of dropped) this.closeLink(id, "not in the snapshot");
     for (const id of [...this.peers.keys()]) if (!this.roster.participants.has(id)) this.closeLink(id, "not in the snapshot");
-    // Joined participants we hold no connection with (we are new, or lost our connections): we offer.
+    // The re-offer rule on the connections we kept, then new ones (they offer by themselves)
+    // for joined participants we hold no connection with (we are new, or lost ours).
+    this.reoffer(false);
     for (const participant of this.roster.remotes()) {
       if (participant.status === "joined" && !this.peers.has(participant.participant_id)) this.createLink(participant, true);
     }
-    this.reoffer(false);
     // Announce our media again only where the room's view of it differs (a rebuilt room keeps it).
     const held = snapshot.me.state;
     if (held.audio !== this.media.audio || held.video !== this.media.video || held.screen !== this.media.screen || held.hand !== this.media.hand) {

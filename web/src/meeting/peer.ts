@@ -90,6 +90,7 @@ export class PeerLink {
   private create(): void {
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
+    this.lastNegotiationAt = performance.now(); // setting up
     this.makingOffer = this.ignoreOffer = false;
     this.queue = [];
     for (const { track, stream } of this.localTracks()) pc.addTrack(track, stream);
@@ -235,13 +236,15 @@ export class PeerLink {
     this.pc.restartIce();
   }
 
-  /** Whether the pair is not connected and no negotiation is under way (one in flight, or
-   *  started moments ago, is left to finish): the re-offer rule restarts only those. */
+  /** Whether the re-offer rule should restart the pair: not connected, unless it is still
+   *  setting up (`new` or `connecting` with a negotiation in flight or moments old). */
   needsRestart(now = performance.now()): boolean {
     const state = this.pc.connectionState;
     if (state === "connected") return false;
-    const negotiating = this.pc.signalingState !== "stable" || now - this.lastNegotiationAt < NEGOTIATION_GRACE_MS;
-    return state === "failed" || state === "closed" || !negotiating;
+    if (state === "new" || state === "connecting") {
+      return this.pc.signalingState === "stable" && now - this.lastNegotiationAt >= NEGOTIATION_GRACE_MS;
+    }
+    return true; // disconnected, failed
   }
 
   private note(what: string): void {

@@ -9,10 +9,12 @@
 //   room is rebuilt on another node: keep every peer connection to a participant the roster
 //   lists, whatever its status; close only those it no longer lists.
 // - Roles: of a pair, the higher `order` is the polite peer, known before any signal.
-// - Who re-offers: after each of our snapshots (a rejoin, a rebuilt room), and after another
-//   participant was away (`disconnected`, `reconnecting`), the impolite side (lower `order`)
-//   ICE-restarts each pair that is not `connected` once the other is `joined` again, once.
-//   The polite side waits for that offer.
+// - Who re-offers: after a snapshot of a new run (a rebuilt room) or our own rejoin after a
+//   lost connection, and after another participant was away (`disconnected`,
+//   `reconnecting`), the impolite side (lower `order`) ICE-restarts each pair that is not
+//   `connected` once the other is `joined` again, once. The polite side waits for that offer.
+//   A snapshot of the same run otherwise (a membership change that did not move the room, a
+//   renewed socket) changes nothing.
 
 import type { MeetingEventBody, MeetingSnapshot, Participant } from "../chat/types";
 
@@ -48,7 +50,8 @@ export class Roster {
     return this.participants.get(this.myParticipantId);
   }
 
-  applySnapshot(snapshot: MeetingSnapshot): SnapshotResult {
+  /** `reconnected`: the answer to our own `meeting_join` after our connection was lost. */
+  applySnapshot(snapshot: MeetingSnapshot, reconnected = false): SnapshotResult {
     const rebuilt = this.incarnation !== null && this.incarnation !== snapshot.incarnation;
     const before = new Set(this.participants.keys());
     this.incarnation = snapshot.incarnation;
@@ -62,7 +65,8 @@ export class Roster {
     this.snapshots += 1;
     if (rebuilt) this.rebuilds += 1;
     // Each pair may need a re-offer once its other side is joined in this run.
-    this.awaiting = new Set(this.remotes().map((p) => p.participant_id));
+    if (rebuilt || reconnected) this.awaiting = new Set(this.remotes().map((p) => p.participant_id));
+    else for (const id of [...this.awaiting]) if (!this.participants.has(id)) this.awaiting.delete(id);
     const dropped = [...before].filter((id) => !this.participants.has(id) && id !== this.myParticipantId);
     return { rebuilt, dropped };
   }
