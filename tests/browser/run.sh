@@ -49,7 +49,8 @@ echo "browser test artifacts: $ARTIFACTS"
 cmd=("$venv/bin/python" -m pytest -p no:cacheprovider -q -s tests/browser/test_web.py "$@")
 if [[ $(id -u) -eq 0 ]] && command -v unshare >/dev/null; then
     # shellcheck disable=SC2016
-    unshare --net -- bash -c 'ip link set lo up && exec "$@"' _ "${cmd[@]}"
+    # LARK_NETNS tells the test it may firewall media with iptables (this namespace only).
+    unshare --net -- env LARK_NETNS=1 bash -c 'ip link set lo up && exec "$@"' _ "${cmd[@]}"
 else
     echo "warning: not root: running without a private network namespace" >&2
     "${cmd[@]}"
