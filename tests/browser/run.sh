@@ -6,6 +6,8 @@
 # interface is loopback, so WebRTC media stays on 127.0.0.1 and nothing leaves the machine.
 #
 #   tests/browser/run.sh [pytest args]
+#   KILL_RUNS=6 tests/browser/run.sh   also kills a room's node 6 more times (room on the raft
+#                                      leader, then a follower, alternating) for the figures
 #
 # Screenshots, figures.json and the nodes' logs go to $ARTIFACTS (target/browser-artifacts).
 set -euo pipefail
