@@ -6,6 +6,8 @@
 # interface is loopback, so WebRTC media stays on 127.0.0.1 and nothing leaves the machine.
 #
 #   tests/browser/run.sh [pytest args]
+#   KILL_RUNS=6 tests/browser/run.sh   also kills a room's node 6 more times (room on the raft
+#                                      leader, then a follower, alternating) for the figures
 #
 # Screenshots, figures.json and the nodes' logs go to $ARTIFACTS (target/browser-artifacts).
 set -euo pipefail
@@ -49,7 +51,8 @@ echo "browser test artifacts: $ARTIFACTS"
 cmd=("$venv/bin/python" -m pytest -p no:cacheprovider -q -s tests/browser/test_web.py "$@")
 if [[ $(id -u) -eq 0 ]] && command -v unshare >/dev/null; then
     # shellcheck disable=SC2016
-    unshare --net -- bash -c 'ip link set lo up && exec "$@"' _ "${cmd[@]}"
+    # LARK_NETNS tells the test it may firewall media with iptables (this namespace only).
+    unshare --net -- env LARK_NETNS=1 bash -c 'ip link set lo up && exec "$@"' _ "${cmd[@]}"
 else
     echo "warning: not root: running without a private network namespace" >&2
     "${cmd[@]}"

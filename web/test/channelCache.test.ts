@@ -63,3 +63,29 @@ test("unread counts others' messages after our cursor; receipts name who read", 
   assert.deepEqual(cache.seenBy(1, "me"), ["bob", "carol"]);
   assert.deepEqual(cache.seenBy(2, "me"), ["carol"]);
 });
+
+test("unread counts start from the listing, then live messages add to them, until read", () => {
+  const cache = new ChannelCache();
+  cache.setListedUnread(3); // GET /v1/channels said 3, before we subscribed
+  assert.equal(cache.unreadCount("me"), 3);
+  // The first subscription anchors the listed count at its head seq; no history is fetched.
+  cache.readCursors.set("me", 10);
+  cache.lastSeq = 14;
+  cache.anchorListed(14);
+  cache.subscribed = true;
+  assert.equal(cache.unreadCount("me"), 3);
+  cache.applyEvent(15, { kind: "message_new", message: message(15) });
+  cache.applyEvent(16, { kind: "message_new", message: message(16, "m16", "me") }); // ours: not unread
+  assert.equal(cache.unreadCount("me"), 4);
+  // Opening the channel loads the newest page (holding the listed ones): nothing counts twice.
+  cache.merge([message(12), message(13), message(14)]);
+  assert.equal(cache.unreadCount("me"), 4);
+  // Reading past it (here or on another device) clears the listed part.
+  cache.moveCursor("me", 16);
+  assert.equal(cache.unreadCount("me"), 0);
+  cache.applyEvent(17, { kind: "message_new", message: message(17) });
+  assert.equal(cache.unreadCount("me"), 1);
+  // A later listing does not override the live count.
+  cache.setListedUnread(9);
+  assert.equal(cache.unreadCount("me"), 1);
+});

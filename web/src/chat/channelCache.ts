@@ -31,8 +31,12 @@ export class ChannelCache {
   readonly typing = new Map<string, number>(); // user id → local time of the last "active"
   members: string[] | null = null;
   pending: PendingSend[] = [];
-  /** Lower bound on unread messages when there were too many to fetch. */
-  unreadAtLeast = 0;
+  /** The server's `unread` count from the channel listing, for the messages up to
+   *  `listedUpTo` (the head seq when we first subscribed); 0 once we read past it. */
+  listedUnread = 0;
+  listedUpTo = 0;
+  /** A listing's count waiting for the first subscription to anchor it. */
+  private listedPending: number | null = null;
   private orphans: { seq: number; event: ChannelEvent }[] = [];
   private sorted: Message[] | null = null;
 
@@ -116,13 +120,31 @@ export class ChannelCache {
     if (seq > this.readSeq(userId)) this.readCursors.set(userId, seq);
   }
 
+  /** The listing's `unread` (GET /v1/channels): counted by the server, no history needed. */
+  setListedUnread(unread: number): void {
+    if (this.subscribed) return; // live events count from here on
+    this.listedPending = unread;
+  }
+
+  /** The first subscription: the listed count covers the messages up to its `head_seq`. */
+  anchorListed(headSeq: number): void {
+    if (this.listedPending === null) return;
+    this.listedUnread = this.listedPending;
+    this.listedUpTo = headSeq;
+    this.listedPending = null;
+  }
+
+  /** Messages by others after our read cursor, not deleted: the listed count for those up
+   *  to `listedUpTo` (until we read past it), plus those we hold above it. */
   unreadCount(me: string): number {
+    if (this.listedPending !== null) return this.listedPending; // not subscribed yet
     const cursor = this.readSeq(me);
-    let count = 0;
+    const floor = Math.max(cursor, this.listedUpTo);
+    let count = cursor < this.listedUpTo ? this.listedUnread : 0;
     for (const message of this.messages.values()) {
-      if (message.seq > cursor && message.sender_id !== me && !message.deleted) count++;
+      if (message.seq > floor && message.sender_id !== me && !message.deleted) count++;
     }
-    return Math.max(count, this.unreadAtLeast);
+    return count;
   }
 
   mentionsMe(me: string): boolean {
@@ -160,6 +182,7 @@ export class ChannelCache {
     this.subscribed = false;
     this.hasNewest = false;
     this.hasMoreBefore = true;
+    this.listedUnread = this.listedUpTo = 0;
   }
 }
 

@@ -1,5 +1,5 @@
-// Attachments: upload into a channel, read a file's name, type and size (from the download's
-// headers: there is no metadata route), and download with the bearer token.
+// Attachments: upload into a channel, read a file's name, type and size
+// (`GET /v1/files/{id}/meta`), and download with the bearer token.
 
 import { api } from "../net/api";
 import type { FileInfo } from "./types";
@@ -18,16 +18,7 @@ export async function uploadFile(channelId: string, file: File): Promise<FileInf
 export function fileInfo(fileId: string): Promise<FileInfo> {
   let info = infos.get(fileId);
   if (!info) {
-    info = api<Response>("HEAD", `/v1/files/${fileId}`, { raw: true }).then((response) => {
-      const disposition = response.headers.get("content-disposition") ?? "";
-      return {
-        id: fileId,
-        channel_id: "",
-        filename: /filename="([^"]*)"/.exec(disposition)?.[1] ?? "file",
-        content_type: response.headers.get("content-type") ?? "application/octet-stream",
-        size: Number(response.headers.get("content-length") ?? 0),
-      };
-    });
+    info = api<{ file: FileInfo }>("GET", `/v1/files/${fileId}/meta`).then((answer) => answer.file);
     info.catch(() => infos.delete(fileId)); // try again next time
     infos.set(fileId, info);
   }

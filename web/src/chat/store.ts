@@ -3,6 +3,7 @@
 // React reads it through `useStore` (a version number bumps on every change).
 
 import { get } from "../net/api";
+import { learnNodes } from "../net/nodes";
 import { currentSession } from "../net/auth";
 import { isTransient, RequestFailed, socket, type Frame, type Requester } from "../net/socket";
 import { ChannelCache, type PendingSend } from "./channelCache";
@@ -10,6 +11,7 @@ import { uuid } from "./ids";
 import type {
   Channel,
   ChannelEvent,
+  ChannelListing,
   Message,
   MeetingWithLinks,
   PresenceStatus,
@@ -48,7 +50,6 @@ export class ChatStore {
   private typingSentAt = new Map<string, number>();
   private toastSeq = 0;
   private unsubscribers: (() => void)[] = [];
-  private pollTimer: number | undefined;
 
   get me(): string {
     return currentSession()?.user.id ?? "";
@@ -81,6 +82,7 @@ export class ChatStore {
       socket.on("presence", (f) => this.onPresence(f)),
       socket.on("notification", (f) => this.onNotification(f)),
       socket.on("meeting_invite", (f) => this.onInvite(f)),
+      socket.on("channel_added", (f) => this.onChannelAdded(f)),
       socket.onStateChange(() => {
         if (socket.state === "open") this.resendPending(); // unacknowledged sends, same client_msg_id
         this.changed();
@@ -91,25 +93,34 @@ export class ChatStore {
   }
 
   stop(): void {
-    window.clearInterval(this.pollTimer);
     this.unsubscribers.forEach((off) => off());
     socket.stop();
   }
 
+  /** Users, and channels with their unread counts (from the listing: no history fetched);
+   *  channels we are added to later announce themselves with `channel_added`. */
   private async loadDirectory(): Promise<void> {
     const [users, channels] = await Promise.all([
       get<{ users: User[] }>("/v1/users"),
-      get<{ channels: { channel: Channel; is_member: boolean }[] }>("/v1/channels"),
+      get<{ channels: ChannelListing[] }>("/v1/channels"),
     ]);
     for (const user of users.users) this.users.set(user.id, user);
-    for (const { channel, is_member } of channels.channels) this.addChannel(channel, is_member);
+    for (const listing of channels.channels) this.addListing(listing);
     await Promise.all(
       [...this.channels.values()].filter((e) => e.channel.kind === "dm").map((e) => this.loadMembers(e.channel.id)),
     );
     this.ready = true;
     this.changed();
-    // Channels others add us to announce themselves only by their events: look now and then.
-    this.pollTimer = window.setInterval(() => void this.refreshChannels(true).catch(() => undefined), 60_000);
+    void this.refreshNodes();
+  }
+
+  /** The nodes' client URLs (GET /v1/nodes), to move to another node when ours goes away. */
+  async refreshNodes(): Promise<void> {
+    try {
+      learnNodes((await get<{ nodes: string[] }>("/v1/nodes")).nodes);
+    } catch {
+      // keep what we know
+    }
   }
 
   addChannel(channel: Channel, isMember: boolean): ChannelEntry {
@@ -117,6 +128,11 @@ export class ChatStore {
     const entry: ChannelEntry = { channel, isMember, peerId: previous?.peerId };
     this.channels.set(channel.id, entry);
     return entry;
+  }
+
+  private addListing(listing: ChannelListing): ChannelEntry {
+    if (listing.is_member) this.cache(listing.channel.id).setListedUnread(listing.unread ?? 0);
+    return this.addChannel(listing.channel, listing.is_member);
   }
 
   async loadMembers(channelId: string): Promise<void> {
@@ -137,6 +153,7 @@ export class ChatStore {
     const members = [...this.channels.values()].filter((e) => e.isMember).map((e) => e.channel.id);
     await Promise.all(members.map((id) => this.subscribeWithRetry(request, id)));
     await this.watchPresence(request, [...this.users.keys()]);
+    if (socket.connections > 0) void this.refreshNodes(); // a reconnect: the membership may have changed
     if (document.visibilityState === "hidden") await request({ type: "presence_set", status: "away" }).catch(() => undefined);
     this.changed();
   }
@@ -186,8 +203,8 @@ export class ChatStore {
   async discoverChannel(channelId: string): Promise<void> {
     const known = this.channels.get(channelId);
     if (known?.isMember) return;
-    const answer = await get<{ channel: Channel; is_member: boolean }>(`/v1/channels/${channelId}`);
-    this.addChannel(answer.channel, answer.is_member);
+    const answer = await get<ChannelListing>(`/v1/channels/${channelId}`);
+    this.addListing(answer);
     if (answer.channel.kind === "dm") await this.loadMembers(channelId);
     if (answer.is_member) await this.subscribeNow(channelId);
   }
@@ -213,29 +230,14 @@ export class ChatStore {
       }
       return;
     }
-    if (!resuming) cache.lastSeq = Math.max(cache.lastSeq, result.head_seq);
+    if (!resuming) {
+      cache.lastSeq = Math.max(cache.lastSeq, result.head_seq);
+      cache.anchorListed(result.head_seq); // the listing's unread count covers up to here
+    }
     cache.subscribed = true;
     for (const cursor of result.read_cursors) cache.moveCursor(cursor.user_id, cursor.seq);
     cache.typing.clear();
     for (const userId of result.typing) cache.typing.set(userId, Date.now());
-    if (!resuming) void this.countUnread(channelId, result.head_seq);
-  }
-
-  /** First sight of a channel: fetch what lies after our read cursor, to count it. */
-  private async countUnread(channelId: string, head: number): Promise<void> {
-    const cache = this.cache(channelId);
-    const cursor = cache.readSeq(this.me);
-    if (head <= cursor) return;
-    const page = await get<{ messages: Message[]; has_more: boolean }>(
-      `/v1/channels/${channelId}/messages?after=${cursor}&limit=100`,
-    );
-    if (page.has_more) cache.unreadAtLeast = 100;
-    else {
-      cache.merge(page.messages); // contiguous up to the newest: keep it
-      cache.hasNewest = true;
-      if (page.messages.length === 0) cache.hasMoreBefore = cursor > 0;
-    }
-    this.changed();
   }
 
   // ---- frames ----
@@ -285,6 +287,11 @@ export class ChatStore {
     const who = this.userName(message.sender_id);
     const text = frame.reason === "mention" ? `${who} mentioned you: ${message.body}` : `${who}: ${message.body}`;
     this.toast({ text: text.slice(0, 140), href: `/channels/${channelId}` });
+  }
+
+  /** We became a member of a channel (joined it, were added, a DM was opened with us). */
+  private onChannelAdded(frame: Frame): void {
+    void this.discoverChannel(frame.channel_id as string).catch(() => undefined);
   }
 
   private onInvite(frame: Frame): void {
@@ -364,7 +371,6 @@ export class ChatStore {
     const target = cache.lastSeq;
     if (target <= cache.readSeq(this.me) || socket.state !== "open") return;
     cache.moveCursor(this.me, target);
-    cache.unreadAtLeast = 0;
     this.changed();
     socket.request({ type: "read", channel_id: channelId, seq: target }).catch(() => undefined);
   }
@@ -374,7 +380,7 @@ export class ChatStore {
   send(channelId: string, body: string, parentId: string | null = null, attachmentIds: string[] = []): void {
     const pending: PendingSend = {
       clientMsgId: uuid(),
-      body,
+      body: withoutNul(body),
       parentId,
       attachmentIds,
       createdAt: Date.now(),
@@ -441,7 +447,7 @@ export class ChatStore {
   }
 
   edit = (channelId: string, messageId: string, body: string) =>
-    this.request({ type: "edit", channel_id: channelId, message_id: messageId, body });
+    this.request({ type: "edit", channel_id: channelId, message_id: messageId, body: withoutNul(body) });
   remove = (channelId: string, messageId: string) =>
     this.request({ type: "delete", channel_id: channelId, message_id: messageId });
 
@@ -463,18 +469,23 @@ export class ChatStore {
     socket.request({ type: "typing_stop", channel_id: channelId }).catch(() => undefined);
   }
 
-  /** Lists channels we did not know; `subscribeNew`: and subscribes those we are in. */
-  async refreshChannels(subscribeNew = false): Promise<void> {
-    const answer = await get<{ channels: { channel: Channel; is_member: boolean }[] }>("/v1/channels");
-    for (const { channel, is_member } of answer.channels) {
-      const known = this.channels.get(channel.id);
-      if (known && (known.isMember || !is_member)) continue;
-      if (is_member && subscribeNew) await this.discoverChannel(channel.id);
-      else if (!known) this.addChannel(channel, is_member);
+  /** Lists channels we did not know (the channel browser), and subscribes those we are in. */
+  async refreshChannels(): Promise<void> {
+    const answer = await get<{ channels: ChannelListing[] }>("/v1/channels");
+    for (const listing of answer.channels) {
+      const known = this.channels.get(listing.channel.id);
+      if (known && (known.isMember || !listing.is_member)) continue;
+      if (listing.is_member) await this.discoverChannel(listing.channel.id);
+      else if (!known) this.addChannel(listing.channel, false);
     }
     this.changed();
   }
 
+}
+
+/** The server refuses text with NUL characters (`400 invalid`); they carry nothing anyway. */
+export function withoutNul(text: string): string {
+  return text.includes("\u0000") ? text.replace(/\u0000/g, "") : text;
 }
 
 export const store = new ChatStore();

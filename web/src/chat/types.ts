@@ -55,9 +55,19 @@ export interface Message {
 export interface FileInfo {
   id: string;
   channel_id: string;
+  uploader_id?: string;
   filename: string;
   content_type: string;
   size: number;
+  created_at?: number;
+}
+
+/** An entry of `GET /v1/channels` (and the answer of `GET /v1/channels/{id}`). */
+export interface ChannelListing {
+  channel: Channel;
+  is_member: boolean;
+  /** Messages by others after our read cursor, not deleted (0 where we are not a member). */
+  unread: number;
 }
 
 export type ChannelEvent =
@@ -85,13 +95,17 @@ export interface MediaState {
   hand: boolean;
 }
 
+export type ParticipantStatus = "lobby" | "joined" | "disconnected" | "reconnecting";
+
 export interface Participant {
   participant_id: string;
   user_id: string;
   role: "host" | "participant";
-  status: string; // "lobby" | "joined" | "disconnected" (and whatever the server adds later)
+  status: ParticipantStatus;
   state: MediaState;
   joined_at: number;
+  /** Order of arrival (1, 2, …), kept across room rebuilds: the higher of a pair is polite. */
+  order: number;
 }
 
 export interface Meeting {
@@ -109,10 +123,13 @@ export interface MeetingWithLinks {
   links: { deep_link: string; web: string };
 }
 
+/** The `ok` of `meeting_join` and the body of `meeting_rejoined`. */
 export interface MeetingSnapshot {
   meeting_id: string;
   participant_id: string;
   me: Participant;
+  /** The room's run (new each time it is rebuilt on another node); with `version`, where the snapshot stands. */
+  incarnation: number;
   version: number;
   participants: Participant[];
   max_participants: number;
@@ -126,15 +143,32 @@ export type MeetingEventBody =
   | { kind: "left"; participant_id: string; reason: string }
   | { kind: "lobby"; participant: Participant }
   | { kind: "mute_requested"; participant_id: string; by: string }
+  /** `by`: the user id of whoever ended it. */
   | { kind: "ended"; by: string };
+
+export interface MeetingEventFrame {
+  meeting_id: string;
+  incarnation: number;
+  version: number;
+  event: MeetingEventBody;
+}
 
 export interface SignalFrame {
   meeting_id: string;
+  /** The room run that relayed it. */
+  incarnation: number;
   from: string;
+  /** The sender's user id. */
+  from_user: string;
   to: string;
   kind: "offer" | "answer" | "ice" | "rollback";
   payload: unknown;
+  /** Whether we (the receiver) are the polite peer of the pair. */
   polite: boolean;
-  /** Announced by the server work in progress: the sender's user id. */
-  from_user_id?: string;
+}
+
+export interface MeetingRejoinFailedFrame {
+  meeting_id: string;
+  code: string;
+  message: string;
 }

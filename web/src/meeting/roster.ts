@@ -1,25 +1,35 @@
-// The room's roster as this client knows it, and every rule about versions and rebuilds, kept
-// here so the failover rules of docs/PROTOCOL.md §6 can change in one place.
+// The room's roster as this client knows it, and every rule about ordering and room rebuilds
+// (docs/PROTOCOL.md §6), kept here so the failover rules can change in one place:
 //
-// Current rules: a snapshot (`meeting_join` answer or `meeting_rejoined`) replaces the roster;
-// events at or below the held version are already reflected; a room rebuilt on another node
-// shows as events with a lower version or as `joined` for a user we hold under another
-// participant id, and the answer is to send `meeting_join` again for a fresh snapshot.
-// Peers are matched by user id (a user is one participant), never by cached participant ids.
+// - The ordering rule: hold the `(incarnation, version)` of the last snapshot (`meeting_join`
+//   answer or `meeting_rejoined`); apply a `meeting_event` only if its incarnation is the held
+//   one and its version is higher, then hold that version. Ignore every other event, and never
+//   rejoin because of one (a new run of the room always arrives as a snapshot first).
+// - A snapshot replaces the roster. Participant ids and `order` never change, also when the
+//   room is rebuilt on another node: keep every peer connection to a participant the roster
+//   lists, whatever its status; close only those it no longer lists.
+// - Roles: of a pair, the higher `order` is the polite peer, known before any signal.
+// - Who re-offers: after a snapshot of a new run (a rebuilt room) or our own rejoin after a
+//   lost connection, and after another participant was away (`disconnected`,
+//   `reconnecting`), the impolite side (lower `order`) ICE-restarts each pair that is not
+//   `connected` once the other is `joined` again, once. The polite side waits for that offer.
+//   A snapshot of the same run otherwise (a membership change that did not move the room, a
+//   renewed socket) changes nothing.
 
 import type { MeetingEventBody, MeetingSnapshot, Participant } from "../chat/types";
 
-export type RosterOutcome =
-  | "ignored"
-  | "changed"
-  /** The room may have been rebuilt (or we missed something): send `meeting_join` again. */
-  | "resync"
-  | "admitted"
-  | "removed_me"
-  | "ended"
-  | "mute_requested";
+export type RosterOutcome = "ignored" | "changed" | "admitted" | "removed_me" | "ended" | "mute_requested";
+
+export interface SnapshotResult {
+  /** The room runs anew (rebuilt on another node) since the last snapshot we held. */
+  rebuilt: boolean;
+  /** Participants we held that the snapshot no longer lists: close their connections. */
+  dropped: string[];
+}
 
 export class Roster {
+  /** The room run we follow (`null` before the first snapshot). */
+  incarnation: number | null = null;
   version = -1;
   myParticipantId = "";
   participants = new Map<string, Participant>();
@@ -28,6 +38,11 @@ export class Roster {
   iceServers: RTCIceServer[] = [];
   /** Why we are out of the room, once we are. */
   leftReason = "";
+  /** Snapshots taken, and how many of them started a new run of the room. */
+  snapshots = 0;
+  rebuilds = 0;
+  /** Participants whose (return to) `joined` we wait for, to re-offer if the pair needs it. */
+  private awaiting = new Set<string>();
 
   constructor(readonly meetingId: string) {}
 
@@ -35,7 +50,11 @@ export class Roster {
     return this.participants.get(this.myParticipantId);
   }
 
-  applySnapshot(snapshot: MeetingSnapshot): void {
+  /** `reconnected`: the answer to our own `meeting_join` after our connection was lost. */
+  applySnapshot(snapshot: MeetingSnapshot, reconnected = false): SnapshotResult {
+    const rebuilt = this.incarnation !== null && this.incarnation !== snapshot.incarnation;
+    const before = new Set(this.participants.keys());
+    this.incarnation = snapshot.incarnation;
     this.version = snapshot.version;
     this.myParticipantId = snapshot.participant_id;
     this.participants = new Map(snapshot.participants.map((p) => [p.participant_id, p]));
@@ -43,32 +62,42 @@ export class Roster {
     this.maxParticipants = snapshot.max_participants;
     this.graceMs = snapshot.grace_ms;
     this.iceServers = snapshot.ice_servers ?? [];
+    this.snapshots += 1;
+    if (rebuilt) this.rebuilds += 1;
+    // Each pair may need a re-offer once its other side is joined in this run.
+    if (rebuilt || reconnected) this.awaiting = new Set(this.remotes().map((p) => p.participant_id));
+    else for (const id of [...this.awaiting]) if (!this.participants.has(id)) this.awaiting.delete(id);
+    const dropped = [...before].filter((id) => !this.participants.has(id) && id !== this.myParticipantId);
+    return { rebuilt, dropped };
   }
 
-  applyEvent(version: number, event: MeetingEventBody): RosterOutcome {
-    if (event.kind === "ended") return "ended";
-    if (event.kind === "mute_requested") return event.participant_id === this.myParticipantId ? "mute_requested" : "ignored";
-    const participant = "participant" in event ? event.participant : undefined;
-    if (participant && this.heldUnderAnotherId(participant)) return "resync"; // a rebuilt room
-    if (version <= this.version) {
-      // Already reflected, unless it names someone we never saw (a room that started again).
-      if (participant && !this.participants.has(participant.participant_id)) return "resync";
-      return "ignored";
-    }
+  /** The ordering rule. */
+  accepts(incarnation: number, version: number): boolean {
+    return this.incarnation !== null && incarnation === this.incarnation && version > this.version;
+  }
+
+  applyEvent(incarnation: number, version: number, event: MeetingEventBody): RosterOutcome {
+    if (!this.accepts(incarnation, version)) return "ignored";
     this.version = version;
     switch (event.kind) {
+      case "ended":
+        return "ended";
+      case "mute_requested":
+        return event.participant_id === this.myParticipantId ? "mute_requested" : "ignored";
       case "joined":
       case "lobby":
-        this.participants.set(participant!.participant_id, participant!);
-        return participant!.participant_id === this.myParticipantId ? "admitted" : "changed";
-      case "updated":
-        if (!this.participants.has(participant!.participant_id)) {
-          this.participants.set(participant!.participant_id, participant!);
-          return "resync";
+      case "updated": {
+        const participant = event.participant;
+        this.participants.set(participant.participant_id, participant);
+        // We were in the lobby: admitted (fetch a current roster with `meeting_join`).
+        if (event.kind === "joined" && participant.participant_id === this.myParticipantId) return "admitted";
+        if (participant.status === "disconnected" || participant.status === "reconnecting") {
+          this.awaiting.add(participant.participant_id); // away: re-check the pair when it is back
         }
-        this.participants.set(participant!.participant_id, participant!);
         return "changed";
+      }
       case "left":
+        this.awaiting.delete(event.participant_id);
         if (event.participant_id === this.myParticipantId) {
           this.leftReason = event.reason;
           return "removed_me";
@@ -78,25 +107,15 @@ export class Roster {
     return "ignored";
   }
 
-  private heldUnderAnotherId(participant: Participant): boolean {
-    const held = this.ofUser(participant.user_id);
-    return held !== undefined && held.participant_id !== participant.participant_id && participant.status !== "lobby";
-  }
-
-  ofUser(userId: string): Participant | undefined {
-    for (const p of this.participants.values()) if (p.user_id === userId) return p;
-    return undefined;
-  }
-
   userOf(participantId: string): string | undefined {
     return this.participants.get(participantId)?.user_id;
   }
 
-  /** The others we hold a peer connection with: in the room (not the lobby), not us. */
+  /** The others in the room (not the lobby, not us), in order of arrival. */
   remotes(): Participant[] {
     return [...this.participants.values()]
       .filter((p) => p.participant_id !== this.myParticipantId && p.status !== "lobby")
-      .sort((a, b) => a.joined_at - b.joined_at || a.participant_id.localeCompare(b.participant_id));
+      .sort((a, b) => a.order - b.order || a.participant_id.localeCompare(b.participant_id));
   }
 
   lobby(): Participant[] {
@@ -107,10 +126,36 @@ export class Roster {
     return this.me?.role === "host" && this.me.status === "joined";
   }
 
-  /** Our guess of our role with `other` before a signal tells: the later arrival is polite. */
+  /** Our role with `other` in perfect negotiation: the higher `order` is polite. */
   politeTowards(other: Participant): boolean {
     const me = this.me;
-    if (!me) return true;
-    return me.joined_at > other.joined_at || (me.joined_at === other.joined_at && me.participant_id > other.participant_id);
+    if (!me) return true; // not in the room: wait for offers
+    return me.order > other.order;
+  }
+
+  /**
+   * The pairs to ICE-restart now. Every awaited participant that is `joined` is settled
+   * (once); of those, we restart the pairs where we are the impolite side and our connection
+   * (`connected(id)`: true, false, or undefined when we hold none) exists and is not connected.
+   */
+  takeReoffers(connected: (participantId: string) => boolean | undefined): string[] {
+    const due: string[] = [];
+    for (const id of [...this.awaiting]) {
+      const other = this.participants.get(id);
+      if (!other) {
+        this.awaiting.delete(id);
+        continue;
+      }
+      if (other.status !== "joined" || this.me?.status !== "joined") continue;
+      this.awaiting.delete(id);
+      if (this.politeTowards(other)) continue; // the other side offers
+      if (connected(id) === false) due.push(id);
+    }
+    return due;
+  }
+
+  /** Whether a re-offer to `participantId` is still waiting for it to be joined. */
+  awaitingReturn(participantId: string): boolean {
+    return this.awaiting.has(participantId);
   }
 }

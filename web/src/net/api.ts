@@ -10,6 +10,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** Seconds, from `Retry-After` (429 `rate_limited`). */
+    readonly retryAfter: number | null = null,
   ) {
     super(message);
   }
@@ -67,7 +69,8 @@ export async function api<T>(method: string, path: string, options: Options = {}
       } catch {
         // not JSON
       }
-      throw new ApiError(response.status, code, message);
+      const retryAfter = Number(response.headers.get("retry-after") ?? NaN);
+      throw new ApiError(response.status, code, message, Number.isFinite(retryAfter) ? retryAfter : null);
     }
     if (options.raw) return response as unknown as T;
     if (response.status === 204) return undefined as T;

@@ -1,6 +1,7 @@
 import { useEffect, useState } from "react";
 import { currentSession, onSessionChange, refreshCount, type Session } from "../net/auth";
 import { socket } from "../net/socket";
+import { knownNodes } from "../net/nodes";
 import { store } from "../chat/store";
 import { AuthScreen } from "./Auth";
 import { ChannelView } from "./ChannelView";
@@ -20,6 +21,7 @@ window.larkDebug = {
   refreshes: () => refreshCount,
   call: () => window.larkCall?.summary() ?? null,
   firstMessagesShownAt: () => store.firstMessagesShownAt,
+  nodes: knownNodes,
 };
 
 function ConnectionBanner() {

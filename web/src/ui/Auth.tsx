@@ -1,4 +1,4 @@
-import { useState, type FormEvent } from "react";
+import { useEffect, useState, type FormEvent } from "react";
 import { ApiError, api } from "../net/api";
 import { signIn } from "../net/auth";
 import type { Company, TokenPair, User } from "../chat/types";
@@ -7,6 +7,21 @@ export function AuthScreen() {
   const [mode, setMode] = useState<"login" | "signup">(location.pathname === "/signup" ? "signup" : "login");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
+  /** Date.now() until which the server refuses attempts from this address (429). */
+  const [blockedUntil, setBlockedUntil] = useState(0);
+  const [, tick] = useState(0);
+  useEffect(() => {
+    if (blockedUntil <= Date.now()) return;
+    const timer = window.setInterval(() => {
+      tick((n) => n + 1);
+      if (Date.now() >= blockedUntil) {
+        window.clearInterval(timer);
+        setError("");
+      }
+    }, 1_000);
+    return () => window.clearInterval(timer);
+  }, [blockedUntil]);
+  const waitSeconds = Math.max(0, Math.ceil((blockedUntil - Date.now()) / 1_000));
 
   async function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
@@ -34,7 +49,16 @@ export function AuthScreen() {
         signIn(answer.user, me.company, answer.tokens);
       }
     } catch (caught) {
-      setError(caught instanceof ApiError ? caught.message : String(caught));
+      if (caught instanceof ApiError && caught.code === "rate_limited") {
+        // Not retried: the user decides when to try again, once the server allows it.
+        const seconds = caught.retryAfter ?? 60;
+        setBlockedUntil(Date.now() + seconds * 1_000);
+        setError(
+          mode === "signup"
+            ? "Too many sign-ups from this network. Please wait before trying again."
+            : "Too many sign-in attempts from this network. Please wait before trying again.",
+        );
+      } else setError(caught instanceof ApiError ? caught.message : String(caught));
     } finally {
       setBusy(false);
     }
@@ -79,9 +103,10 @@ export function AuthScreen() {
         {error && (
           <p className="error" role="alert">
             {error}
+            {waitSeconds > 0 && ` You can try again in ${waitSeconds} s.`}
           </p>
         )}
-        <button className="primary" type="submit" disabled={busy}>
+        <button className="primary" type="submit" disabled={busy || waitSeconds > 0}>
           {mode === "signup" ? "Create company" : "Sign in"}
         </button>
       </form>

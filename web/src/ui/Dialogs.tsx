@@ -1,4 +1,5 @@
 import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
+import type { ApiError } from "../net/api";
 import { currentSession } from "../net/auth";
 import { addUser, createChannel, joinChannel, openDm } from "../chat/actions";
 import { store } from "../chat/store";
@@ -36,7 +37,11 @@ function useAction() {
     try {
       await action();
     } catch (caught) {
-      setError((caught as Error).message);
+      const error = caught as ApiError;
+      // Sign-ups (adding a person) are rate-limited per address: say when to try again.
+      if (error.code === "rate_limited") {
+        setError(`Too many sign-ups from this network; try again in ${Math.ceil((error.retryAfter ?? 60) / 60)} min.`);
+      } else setError(error.message);
     } finally {
       setBusy(false);
     }

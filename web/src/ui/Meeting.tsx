@@ -189,8 +189,9 @@ function MeetingView({ call }: { call: MeetingCall }) {
     );
   }
   const remotes = call.roster.remotes();
-  const shown = new Set(remotes.map((p) => p.user_id));
-  const orphans = [...call.peers.values()].filter((link) => !shown.has(link.userId)); // kept while missing from the roster
+  const shown = new Set(remotes.map((p) => p.participant_id));
+  // A connection whose participant the roster does not list yet (its offer came first).
+  const orphans = [...call.peers.values()].filter((link) => !shown.has(link.remoteParticipantId));
   const lobby = call.roster.isHost() ? call.roster.lobby() : [];
   const count = remotes.length + orphans.length + 1;
   return (
@@ -220,10 +221,10 @@ function MeetingView({ call }: { call: MeetingCall }) {
       <div className={`grid n${Math.min(count, 6)}`}>
         <Tile userId={store.me} name={myName} participant={call.roster.me} stream={call.local.screen ?? call.local.stream} local call={call} />
         {remotes.map((p) => (
-          <Tile key={p.user_id} userId={p.user_id} name={store.userName(p.user_id)} participant={p} stream={call.peers.get(p.user_id)?.remoteStream ?? null} local={false} link={call.peers.get(p.user_id)} call={call} />
+          <Tile key={p.participant_id} userId={p.user_id} name={store.userName(p.user_id)} participant={p} stream={call.peers.get(p.participant_id)?.remoteStream ?? null} local={false} link={call.peers.get(p.participant_id)} call={call} />
         ))}
         {orphans.map((link) => (
-          <Tile key={link.userId} userId={link.userId} name={store.userName(link.userId)} participant={undefined} stream={link.remoteStream} local={false} link={link} call={call} />
+          <Tile key={link.remoteParticipantId} userId={link.userId} name={store.userName(link.userId)} participant={undefined} stream={link.remoteStream} local={false} link={link} call={call} />
         ))}
       </div>
       <Controls call={call} />
