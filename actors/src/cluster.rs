@@ -64,9 +64,10 @@ impl SingleNode {
     }
 }
 
-/// A fresh, non-zero incarnation.
+/// A fresh, non-zero incarnation below 2^53, so that JavaScript clients hold it exactly
+/// (JSON numbers beyond that are rounded by browsers).
 pub fn rand_incarnation() -> Incarnation {
-    Uuid::new_v4().as_u64_pair().0 | 1
+    (Uuid::new_v4().as_u64_pair().0 >> 11) | 1
 }
 
 impl Cluster for SingleNode {
@@ -99,5 +100,20 @@ impl Cluster for SingleNode {
     }
     fn peer_events(&self) -> broadcast::Receiver<PeerEvent> {
         self.peers.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rand_incarnation;
+
+    #[test]
+    fn incarnations_are_exact_in_javascript_and_never_zero() {
+        const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+        for _ in 0..1000 {
+            let incarnation = rand_incarnation();
+            assert!(incarnation <= MAX_SAFE_INTEGER, "{incarnation} would be rounded by a browser");
+            assert_ne!(incarnation, 0);
+        }
     }
 }

@@ -1,11 +1,11 @@
 //! The cluster: who is a member (openraft), who owns which actor (rendezvous hashing), and
-//! how nodes talk (one authenticated TCP connection per pair of nodes).
+//! how nodes talk (one mutual-TLS TCP connection per pair of nodes).
 //!
 //! # Layout
 //! - [`codec`]: the binary codec between nodes (postcard).
 //! - [`membership`]: the raft group of nodes; members, epoch, joins, removal of dead nodes.
 //! - [`placement`]: rendezvous hashing of actor keys over the members of an epoch.
-//! - [`transport`]: framed, authenticated, multiplexed TCP between nodes.
+//! - [`transport`]: framed, multiplexed TCP between nodes under mutual TLS 1.3.
 
 pub mod codec;
 pub mod membership;

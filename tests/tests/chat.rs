@@ -7,7 +7,8 @@ on_both_backends!(
     two_users_chat_live,
     resume_after_disconnect_has_no_gap_and_no_duplicate,
     history_pages_both_ways,
-    deleted_and_pre_edit_text_never_comes_back
+    deleted_and_pre_edit_text_never_comes_back,
+    unread_counts_say_which_head_they_were_counted_at
 );
 
 async fn two_users_chat_live(backend: Backend) {
@@ -221,4 +222,36 @@ async fn deleted_and_pre_edit_text_never_comes_back(backend: Backend) {
     let (_, thread) = bob.get(&format!("{base}/{secret_id}/thread")).await;
     assert!(!thread.to_string().contains("secret plan"));
     node.node.shutdown().await;
+}
+
+async fn unread_counts_say_which_head_they_were_counted_at(backend: Backend) {
+    let Some(node) = TestNode::start(backend).await else { return };
+    let admin = node.company("acme").await;
+    let (alice, bob, carol) =
+        (admin.add_user("alice").await, admin.add_user("bob").await, admin.add_user("carol").await);
+    let channel = alice.channel("general", false).await;
+    let (status, _) = bob.post(&format!("/v1/channels/{channel}/join"), &json!({})).await;
+    assert_eq!(status, 200);
+    let mut alice_ws = alice.connect().await;
+    let mut bob_ws = bob.connect().await;
+    for n in 1..=3 {
+        alice_ws.ok(json!({"type":"send","channel_id":channel,"client_msg_id":format!("a{n}"),"body":"hi"})).await;
+    }
+    let own = bob_ws.ok(json!({"type":"send","channel_id":channel,"client_msg_id":"b1","body":"mine"})).await;
+    assert_eq!(own["seq"], 5);
+
+    let listed = |answer: &serde_json::Value| {
+        let entry = answer["channels"].as_array().unwrap().iter().find(|c| c["channel"]["id"] == channel.to_string());
+        let entry = entry.expect("the channel is listed").clone();
+        (entry["unread"].as_i64().unwrap(), entry["head_seq"].as_i64().unwrap())
+    };
+    let (status, list) = bob.get("/v1/channels").await;
+    assert_eq!(status, 200);
+    assert_eq!(listed(&list), (3, 5), "alice's three messages, counted at head 5; bob's own does not count");
+    let (_, list) = carol.get("/v1/channels").await;
+    assert_eq!(listed(&list), (0, 5), "a non-member has nothing unread but sees the head");
+
+    bob_ws.ok(json!({"type":"read","channel_id":channel,"seq":3})).await;
+    let (_, one) = bob.get(&format!("/v1/channels/{channel}")).await;
+    assert_eq!((one["unread"].as_i64(), one["head_seq"].as_i64()), (Some(1), Some(5)));
 }

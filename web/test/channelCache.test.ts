@@ -66,7 +66,7 @@ test("unread counts others' messages after our cursor; receipts name who read", 
 
 test("unread counts start from the listing, then live messages add to them, until read", () => {
   const cache = new ChannelCache();
-  cache.setListedUnread(3); // GET /v1/channels said 3, before we subscribed
+  cache.setListedUnread(3, undefined); // an older server: no head with the count
   assert.equal(cache.unreadCount("me"), 3);
   // The first subscription anchors the listed count at its head seq; no history is fetched.
   cache.readCursors.set("me", 10);
@@ -86,6 +86,21 @@ test("unread counts start from the listing, then live messages add to them, unti
   cache.applyEvent(17, { kind: "message_new", message: message(17) });
   assert.equal(cache.unreadCount("me"), 1);
   // A later listing does not override the live count.
-  cache.setListedUnread(9);
+  cache.setListedUnread(9, 17);
   assert.equal(cache.unreadCount("me"), 1);
+});
+
+test("a listed count anchors at the listing's head, and what the first subscription replays after it adds", () => {
+  const cache = new ChannelCache();
+  cache.setListedUnread(2, 12); // GET /v1/channels: 2 unread as of seq 12
+  assert.equal(cache.listedHead, 12, "the first subscribe asks for the events after the listing");
+  cache.readCursors.set("me", 10);
+  // The subscription replays 13 and 14 (sent meanwhile), then answers with head 14.
+  cache.applyEvent(13, { kind: "message_new", message: message(13) });
+  cache.applyEvent(14, { kind: "message_new", message: message(14, "m14", "me") });
+  cache.lastSeq = 14;
+  cache.anchorListed(14);
+  cache.subscribed = true;
+  assert.equal(cache.listedHead, null);
+  assert.equal(cache.unreadCount("me"), 3, "the listed two, plus 13 (14 is ours)");
 });

@@ -90,7 +90,12 @@ pub async fn list(State(state): State<AppState>, auth: AuthUser) -> ApiResult<Js
     let channels = state.db.visible_channels(auth.caller.company_id, auth.caller.user_id).await?;
     let channels = channels
         .into_iter()
-        .map(|(channel, is_member, unread)| VisibleChannel { channel, is_member, unread })
+        .map(|(channel, is_member, unread)| VisibleChannel {
+            channel,
+            is_member,
+            unread: if is_member { unread.count } else { 0 },
+            head_seq: unread.head_seq,
+        })
         .collect();
     Ok(Json(Channels { channels }))
 }
@@ -102,8 +107,9 @@ pub async fn get_one(
 ) -> ApiResult<Json<VisibleChannel>> {
     let channel = visible_channel(&state, &auth, channel_id).await?;
     let is_member = state.db.is_member(channel_id, auth.caller.user_id).await?;
-    let unread = if is_member { state.db.unread(channel_id, auth.caller.user_id).await? } else { 0 };
-    Ok(Json(VisibleChannel { channel, is_member, unread }))
+    let unread = state.db.unread(channel_id, auth.caller.user_id).await?;
+    let count = if is_member { unread.count } else { 0 };
+    Ok(Json(VisibleChannel { channel, is_member, unread: count, head_seq: unread.head_seq }))
 }
 
 pub async fn join(

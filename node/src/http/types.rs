@@ -64,8 +64,12 @@ pub struct OneChannel {
 pub struct VisibleChannel {
     pub channel: ChannelRow,
     pub is_member: bool,
-    /// Messages by others after the caller's read cursor (0 when not a member).
+    /// Messages by others after the caller's read cursor (0 when not a member), counted as
+    /// of `head_seq`.
     pub unread: i64,
+    /// The channel's newest seq when `unread` was counted: `message_new` events by others
+    /// after it add to the count.
+    pub head_seq: i64,
 }
 
 #[derive(Debug, Serialize)]

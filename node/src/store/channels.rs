@@ -25,6 +25,14 @@ pub struct ChannelRow {
     pub created_at: i64,
 }
 
+/// How many messages by others a member has not read, counted as of `head_seq`: a client
+/// adds the `message_new` events after `head_seq` it receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unread {
+    pub count: i64,
+    pub head_seq: i64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AttachmentRow {
     pub id: Uuid,
@@ -152,14 +160,16 @@ impl Db {
     }
 
     /// Channels the user is a member of, plus the company's public channels, each with
-    /// whether the user is a member and how many messages by others they have not read.
+    /// whether the user is a member and how many messages by others they have not read, as
+    /// of the channel's head seq (read in the same statement).
     pub async fn visible_channels(
         &self,
         company_id: Uuid,
         user_id: Uuid,
-    ) -> Result<Vec<(ChannelRow, bool, i64)>, StoreError> {
+    ) -> Result<Vec<(ChannelRow, bool, Unread)>, StoreError> {
         let rows = sqlx::query(
             "SELECT c.*, CASE WHEN m.user_id IS NULL THEN 0 ELSE 1 END AS is_member, \
+             (SELECT COALESCE(MAX(e.seq), 0) FROM channel_events e WHERE e.channel_id = c.id) AS head_seq, \
              CASE WHEN m.user_id IS NULL THEN 0 ELSE ( \
                  SELECT COUNT(*) FROM messages x WHERE x.channel_id = c.id AND x.sender_id <> $1 \
                  AND x.deleted_at IS NULL \
@@ -177,25 +187,26 @@ impl Db {
         rows.iter()
             .map(|row| {
                 let is_member: i64 = row.try_get("is_member")?;
-                let unread: i64 = row.try_get("unread")?;
+                let unread = Unread { count: row.try_get("unread")?, head_seq: row.try_get("head_seq")? };
                 Ok((channel_row(row)?, is_member == 1, unread))
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(classify)
     }
 
-    /// Messages by others after the user's read cursor.
-    pub async fn unread(&self, channel_id: Uuid, user_id: Uuid) -> Result<i64, StoreError> {
+    /// Messages by others after the user's read cursor, as of the channel's head seq.
+    pub async fn unread(&self, channel_id: Uuid, user_id: Uuid) -> Result<Unread, StoreError> {
         sqlx::query(
-            "SELECT COUNT(*) AS unread FROM messages x WHERE x.channel_id = $1 AND x.sender_id <> $2 \
+            "SELECT (SELECT COUNT(*) FROM messages x WHERE x.channel_id = $1 AND x.sender_id <> $2 \
              AND x.deleted_at IS NULL \
-             AND x.seq > COALESCE((SELECT r.seq FROM read_cursors r WHERE r.channel_id = $1 AND r.user_id = $2), 0)",
+             AND x.seq > COALESCE((SELECT r.seq FROM read_cursors r WHERE r.channel_id = $1 AND r.user_id = $2), 0)) \
+             AS unread, (SELECT COALESCE(MAX(e.seq), 0) FROM channel_events e WHERE e.channel_id = $1) AS head_seq",
         )
         .bind(channel_id.to_string())
         .bind(user_id.to_string())
         .fetch_one(&self.pool)
         .await
-        .and_then(|row| row.try_get("unread"))
+        .and_then(|row| Ok(Unread { count: row.try_get("unread")?, head_seq: row.try_get("head_seq")? }))
         .map_err(classify)
     }
 

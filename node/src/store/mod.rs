@@ -21,7 +21,7 @@ use tracing::info;
 use uuid::Uuid;
 
 pub use accounts::{CompanyRow, DeviceToken, NewUser, UserRow};
-pub use channels::{AttachmentRow, ChannelRow, HistoryQuery};
+pub use channels::{AttachmentRow, ChannelRow, HistoryQuery, Unread};
 pub use meetings::{MeetingRow, NewMeeting};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");

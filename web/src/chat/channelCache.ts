@@ -37,6 +37,8 @@ export class ChannelCache {
   listedUpTo = 0;
   /** A listing's count waiting for the first subscription to anchor it. */
   private listedPending: number | null = null;
+  /** The head the listing counted at: the first subscription replays what came after it. */
+  listedHead: number | null = null;
   private orphans: { seq: number; event: ChannelEvent }[] = [];
   private sorted: Message[] | null = null;
 
@@ -121,17 +123,20 @@ export class ChannelCache {
   }
 
   /** The listing's `unread` (GET /v1/channels): counted by the server, no history needed. */
-  setListedUnread(unread: number): void {
+  setListedUnread(unread: number, headSeq: number | undefined): void {
     if (this.subscribed) return; // live events count from here on
     this.listedPending = unread;
+    this.listedHead = headSeq ?? null;
   }
 
-  /** The first subscription: the listed count covers the messages up to its `head_seq`. */
+  /** The first subscription: the listed count covers the messages up to the listing's head
+   *  (the subscription replayed those after it), or else up to the subscription's head. */
   anchorListed(headSeq: number): void {
     if (this.listedPending === null) return;
     this.listedUnread = this.listedPending;
-    this.listedUpTo = headSeq;
+    this.listedUpTo = this.listedHead ?? headSeq;
     this.listedPending = null;
+    this.listedHead = null;
   }
 
   /** Messages by others after our read cursor, not deleted: the listed count for those up

@@ -131,7 +131,7 @@ export class ChatStore {
   }
 
   private addListing(listing: ChannelListing): ChannelEntry {
-    if (listing.is_member) this.cache(listing.channel.id).setListedUnread(listing.unread ?? 0);
+    if (listing.is_member) this.cache(listing.channel.id).setListedUnread(listing.unread ?? 0, listing.head_seq);
     return this.addChannel(listing.channel, listing.is_member);
   }
 
@@ -214,6 +214,8 @@ export class ChatStore {
     const frame: Frame = { type: "subscribe", channel_id: channelId };
     const resuming = cache.subscribed; // after the first subscription, always from our last seq
     if (resuming) frame.last_seq = cache.lastSeq;
+    // First time: replay what came after the listing counted the unread messages.
+    else if (cache.listedHead !== null && cache.listedHead > 0) frame.last_seq = cache.listedHead;
     let result: SubscribeResult;
     try {
       result = await request<SubscribeResult>(frame, 30_000);

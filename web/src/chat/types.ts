@@ -66,8 +66,11 @@ export interface FileInfo {
 export interface ChannelListing {
   channel: Channel;
   is_member: boolean;
-  /** Messages by others after our read cursor, not deleted (0 where we are not a member). */
+  /** Messages by others after our read cursor, not deleted (0 where we are not a member),
+   *  counted as of `head_seq`. */
   unread: number;
+  /** The channel's head when `unread` was counted (absent from older servers). */
+  head_seq?: number;
 }
 
 export type ChannelEvent =
