@@ -4,8 +4,6 @@
 use std::time::Duration;
 
 use actors::Caller;
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -110,12 +108,11 @@ impl Tokens {
 
 /// Hashes a password with argon2id and a random salt. CPU-heavy: call off the async threads.
 pub fn hash_password(password: &str) -> Result<String, ApiError> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default().hash_password(password.as_bytes(), &salt).map(|hash| hash.to_string()).map_err(ApiError::internal)
+    crate::password::hash(password).map_err(ApiError::internal)
 }
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    crate::password::verify(password, hash)
 }
 
 /// The bearer token of a request, from the `Authorization` header.

@@ -4,7 +4,8 @@
 //! - [`config`]: environment configuration with defaults; secrets masked when printed.
 //! - [`app`]: shared state, the router, a node's start and graceful stop.
 //! - [`cluster_node`]: cluster mode: membership, placement, actor traffic between nodes.
-//! - [`auth`]: argon2 password hashes and HS256 JWTs; the `AuthUser` extractor.
+//! - [`auth`]: HS256 JWTs and the `AuthUser` extractor.
+//! - [`password`]: argon2id password hashes in reused working memory.
 //! - [`error`]: `ApiError`, the one error type of the HTTP API, and extractors that use it.
 //! - [`http`]: HTTP handlers by resource.
 //! - [`ws`]: the WebSocket edge that pumps frames between sockets and `SessionActor`s.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod password;
 pub mod presence;
 pub mod push;
 pub mod serve;

@@ -4,7 +4,8 @@
 //!   in memory on each node (governor), and across the cluster through a Redis counter per
 //!   address and minute when `REDIS_URL` is set. Over the limit: `429 rate_limited` with
 //!   `Retry-After`.
-//! - Password hashing runs at most one per core at a time; a request that cannot get a slot
+//! - Password hashing runs at most one per core at a time (and at most
+//!   [`password::MAX_PARALLEL`], each holding 19 MiB); a request that cannot get a slot
 //!   within a few seconds gets `503 unavailable` instead of queueing CPU work without bound.
 //! - WebSocket frames are limited per user across all of the user's sockets on a node.
 //!
@@ -30,6 +31,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::password;
 use crate::serve::Peer;
 
 /// How long a request may wait for a password-hashing slot.
@@ -85,7 +87,7 @@ fn per(count: u32, period: Duration) -> Quota {
 impl Limits {
     pub fn new(config: LimitConfig) -> Arc<Self> {
         let frames = Arc::new(UserFrames::new(config.frames_per_sec, config.frames_burst));
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get()).min(password::MAX_PARALLEL);
         let limits = Arc::new(Self {
             login: RateLimiter::keyed(per(config.login_per_min, Duration::from_secs(60))),
             signup: RateLimiter::keyed(per(config.signup_per_hour, Duration::from_secs(3600))),

@@ -226,3 +226,30 @@ async fn redis_down_degrades_the_node_without_taking_it_out() {
     node.node.shutdown().await;
     redis.kill();
 }
+
+/// A burst of logins runs argon2 (19 MiB of working memory each) hundreds of times: the node
+/// must not keep that memory (it went from ~30 MB to over 1 GB before the hashing memory
+/// was reused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_logins_leaves_the_node_small() {
+    use futures_util::StreamExt;
+    use integration_tests::sandbox::ClusterSandbox;
+    let Some(cluster) = ClusterSandbox::start(1).await else { return };
+    let admin = cluster.company(0).await;
+    let slug = admin.company_slug.clone();
+    let url = format!("{}/v1/auth/login", cluster.nodes[0].http());
+    let client = reqwest::Client::new();
+    let login = json!({"company": slug, "username": "admin", "password": "password123"});
+    let statuses: Vec<u16> = futures_util::stream::iter(0..200)
+        .map(|_| {
+            let (client, url, login) = (client.clone(), url.clone(), login.clone());
+            async move { client.post(&url).json(&login).send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 200), "every login succeeds: {statuses:?}");
+    let rss_mib = cluster.nodes[0].rss_kib().expect("rss of the node") / 1024;
+    eprintln!("node RSS after 200 logins: {rss_mib} MiB");
+    assert!(rss_mib < 100, "the node keeps {rss_mib} MiB after a burst of logins");
+}
