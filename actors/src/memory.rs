@@ -1,5 +1,9 @@
 //! In-memory implementations of the ports: presence for the single-node default (no Redis),
 //! and a whole store for actor unit tests.
+//!
+//! Over 400 lines on purpose: it mirrors every port of [`crate::ports`] in one place (one
+//! `impl` per port, with the test controls beside the data they act on), so that a change to
+//! a port and its in-memory twin are read and reviewed together.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
