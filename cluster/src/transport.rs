@@ -20,6 +20,7 @@
 mod ca;
 pub mod frames;
 mod handshake;
+mod link;
 mod peer;
 pub mod tls;
 
@@ -39,7 +40,8 @@ use tracing::{debug, info, warn};
 
 use self::frames::{read_frame, write_frame, Frame};
 pub use self::frames::{Service, MAX_FRAME_BYTES};
-use self::handshake::{Link, Throttle, MAX_HANDSHAKES};
+use self::handshake::{Throttle, MAX_HANDSHAKES};
+use self::link::Link;
 use self::peer::Peer;
 use self::tls::Security;
 pub use self::tls::{ClusterTls, TlsError, TlsFiles, DEFAULT_SERVER_NAME};

@@ -7,71 +7,18 @@
 //! **Invariant:** a message is acknowledged and fanned out only after the batch holding it
 //! is stored; at most one batch is in flight per channel.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use ractor::ActorRef;
 use tracing::debug;
 
-use super::actor::{store_failure, ChannelMsg, ChannelState, Failure, Reply};
+use super::shell::{
+    reply_to, route_error, store_failure, takes_a_seq, ChannelMsg, ChannelState, Failure, PendingSend, Reply,
+};
 use super::state::ChannelRoom;
 use crate::model::{Caller, MessageDraft, MessageView, RequestError};
 use crate::ports::{AppendOutcome, NewMessage, StoreError};
 use crate::routing::{ChannelAnswer, ChannelRequest, RouteError};
-
-/// A message that passed the rules and waits for its batch.
-pub(super) struct PendingSend {
-    caller: Caller,
-    message: MessageView,
-    reply: Reply<ChannelAnswer>,
-}
-
-#[derive(Default)]
-pub(super) struct Writes {
-    /// The batch being stored, if any.
-    writing: Option<Vec<PendingSend>>,
-    /// Sends for the next batch.
-    next: Vec<PendingSend>,
-    /// Requests waiting for the writes before them, in arrival order.
-    deferred: VecDeque<(ChannelRequest, Reply<ChannelAnswer>)>,
-}
-
-impl Writes {
-    pub(super) fn idle(&self) -> bool {
-        self.writing.is_none() && self.next.is_empty() && self.deferred.is_empty()
-    }
-
-    fn busy(&self) -> bool {
-        self.writing.is_some() || !self.next.is_empty()
-    }
-}
-
-/// Whether a request takes a seq of its own (and so must follow the sends before it).
-fn takes_a_seq(request: &ChannelRequest) -> bool {
-    matches!(
-        request,
-        ChannelRequest::Edit { .. }
-            | ChannelRequest::Delete { .. }
-            | ChannelRequest::React { .. }
-            | ChannelRequest::Join { .. }
-            | ChannelRequest::AddMember { .. }
-            | ChannelRequest::Leave { .. }
-    )
-}
-
-/// What a requester is told of a failure.
-pub(super) fn route_error(failure: &Failure) -> RouteError {
-    match failure {
-        Failure::Refused(err) | Failure::Reload(err) => RouteError::Request(err.clone()),
-        Failure::Fenced => RouteError::NotOwner,
-    }
-}
-
-fn reply_to(reply: Reply<ChannelAnswer>, answer: Result<ChannelAnswer, RouteError>) {
-    if reply.send(answer).is_err() {
-        debug!("requester went away before the channel replied");
-    }
-}
 
 impl ChannelState {
     /// Takes a request in arrival order.

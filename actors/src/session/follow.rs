@@ -5,12 +5,11 @@
 //! established again after [`ATTEMPTS`] tries closes the socket with 1012, so the client
 //! reconnects (anywhere) and resumes instead of silently missing events.
 
-use std::time::Duration;
-
 use ractor::ActorRef;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
+use super::asks::{post, unexpected, AGAIN_EVERY, ATTEMPTS};
 use super::meeting_follow::MeetingEventAction;
 use super::meetings::start_join;
 use super::replay::replay;
@@ -20,23 +19,6 @@ use crate::directory::SessionControl;
 use crate::model::{Delivery, DeliveryKind, ErrorCode, NodeId, PresenceView, RequestError, SubscribeAnswer};
 use crate::protocol::ServerFrame;
 use crate::routing::{ChannelAnswer, ChannelRequest, UserAnswer, UserRequest};
-
-/// Pause between two attempts to establish something again.
-pub(super) const AGAIN_EVERY: Duration = Duration::from_millis(300);
-/// Attempts before giving up (each waits up to the call timeout for a moving owner).
-pub(super) const ATTEMPTS: u32 = 4;
-
-pub(super) fn unexpected<T: std::fmt::Debug>(answer: T) -> RequestError {
-    warn!(?answer, "unexpected answer from an actor");
-    RequestError::internal()
-}
-
-/// Posts a message to the session; a session that ended needs no answer.
-pub(super) fn post(myself: &ActorRef<SessionMsg>, msg: SessionMsg) {
-    if myself.cast(msg).is_err() {
-        debug!("session ended before an answer arrived");
-    }
-}
 
 pub(super) async fn on_delivery(myself: &ActorRef<SessionMsg>, state: &mut SessionState, delivery: Delivery) {
     match delivery.kind {

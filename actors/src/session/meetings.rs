@@ -5,7 +5,7 @@ use ractor::ActorRef;
 use tracing::warn;
 use uuid::Uuid;
 
-use super::follow::{post, unexpected, AGAIN_EVERY, ATTEMPTS};
+use super::asks::{post, unexpected, AGAIN_EVERY, ATTEMPTS};
 use super::{Again, JoinOrigin, SessionMsg, SessionState};
 use crate::directory::Directory;
 use crate::model::{ErrorCode, NodeId, RequestError};

@@ -11,6 +11,7 @@
 //! - this file: the actor, its messages and state;
 //! - `frames`: what the session does with each client frame;
 //! - `follow`: subscribing again, re-attaching and re-watching when the cluster changes;
+//! - `asks`: the retry budget and answer posting shared by the asks run off the mailbox;
 //!   answers that arrive off the mailbox; `meetings`: joins and rejoins;
 //! - [`subscriptions`]: per-channel and per-watch tracking, plain data;
 //! - `replay`, `rate`, [`io`]: gap filling, the inbound rate limit, the socket's two ends.
@@ -20,6 +21,7 @@
 //! Calls to other actors that may wait for a moving owner run off the mailbox, so a session
 //! keeps answering pings and delivering while its subscriptions are re-established.
 
+mod asks;
 mod follow;
 mod frames;
 pub mod io;

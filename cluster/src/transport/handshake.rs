@@ -9,39 +9,19 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::frames::{read_frame, write_frame, Frame, HANDSHAKE_FRAME_BYTES};
+use super::link::{HandshakeError, Link};
 use super::tls::Security;
 use super::Identity;
-use crate::{Incarnation, NodeId, TransportError};
+use crate::{Incarnation, NodeId};
 
 /// TLS and the Hello/Welcome exchange must finish within this.
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Accepted connections still in their handshake, at most.
 pub(super) const MAX_HANDSHAKES: usize = 64;
-
-/// A byte stream to a peer: TLS, or plain TCP in the tests that measure what TLS costs.
-pub(super) trait LinkStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> LinkStream for T {}
-pub(super) type Link = Box<dyn LinkStream>;
-
-#[derive(Debug, thiserror::Error)]
-pub(super) enum HandshakeError {
-    #[error("tls handshake failed: {0}")]
-    Tls(std::io::Error),
-    #[error("the peer did not negotiate the cluster protocol (alpn)")]
-    Protocol,
-    #[error("handshake timed out")]
-    Timeout,
-    #[error("expected a {expected} frame")]
-    UnexpectedFrame { expected: &'static str },
-    #[error(transparent)]
-    Frame(#[from] TransportError),
-    #[error("handshake i/o: {0}")]
-    Io(std::io::Error),
-}
 
 /// Who dialled us, as its Hello said (the TLS handshake already proved it holds a
 /// certificate of the cluster CA).

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::ca::{self, Certified};
-use super::handshake::{HandshakeError, Link};
+use super::link::{HandshakeError, Link};
 
 /// The name node certificates carry and diallers expect, unless the operator says otherwise.
 pub const DEFAULT_SERVER_NAME: &str = "lark-node";

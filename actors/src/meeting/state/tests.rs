@@ -6,7 +6,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::model::ParticipantStatus;
+use crate::model::{ParticipantStatus, SignalKind, StateChange, MAX_SIGNAL_BYTES};
 
 const COMPANY: Uuid = Uuid::from_u128(9);
 
