@@ -14,7 +14,8 @@
 #
 # Nodes are numbered from 1. Every node's output goes to $CHAOS_DIR/n<i>.log (appended on
 # restart). Environment:
-#   CHAOS_NODE_BIN       node binary [target/release/node]
+#   LARK_PROFILE         cargo profile whose binaries to use: release (default) or debug
+#   CHAOS_NODE_BIN       node binary [target/$LARK_PROFILE/node]
 #   CHAOS_DATABASE_URL   use this Postgres database instead of a throwaway one
 #   CHAOS_REDIS_URL      use this Redis instead of a throwaway one
 #   CHAOS_PARTITION      auto (default): partitions are possible when root, iptables and
@@ -24,7 +25,8 @@
 # Only 127.0.0.x addresses are used; everything started here is stopped by cluster_cleanup.
 
 CHAOS_ROOT=${CHAOS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
-CHAOS_NODE_BIN=${CHAOS_NODE_BIN:-$CHAOS_ROOT/target/release/node}
+LARK_PROFILE=${LARK_PROFILE:-release}
+CHAOS_NODE_BIN=${CHAOS_NODE_BIN:-$CHAOS_ROOT/target/$LARK_PROFILE/node}
 CHAOS_DIR=""
 CHAOS_NODES=0
 CHAOS_T0=$(date +%s%3N)
@@ -132,7 +134,7 @@ cluster_init() {
     chmod 755 "$CHAOS_DIR"
     : >"$CHAOS_DIR/actions"
     if [[ ! -x $CHAOS_NODE_BIN ]]; then
-        echo "error: node binary $CHAOS_NODE_BIN missing (cargo build --release -p node)" >&2
+        echo "error: node binary $CHAOS_NODE_BIN missing (cargo build --profile $LARK_PROFILE -p node)" >&2
         return 1
     fi
     start_postgres

@@ -15,6 +15,8 @@
 # fail there, and the matrix counts that row as passed only then. Exit status: 0 every
 # scenario passed (SKIPPED ones are listed and do not count as passed or failed); 1 otherwise.
 # Logs of every run are in $MATRIX_DIR (kept when something failed, or with --keep).
+# LARK_PROFILE=debug runs the binaries of the debug build (what CI does: the guarantees are
+# the same; the timing figures are not a release build's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,9 +68,10 @@ on_exit() {
 trap on_exit EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
 
-if [[ $build == always ]] || { [[ $build == auto ]] && [[ ! -x target/release/node || ! -x target/release/bench ]]; }; then
-    echo "building: cargo build --release -p node -p bench"
-    cargo build --release -p node -p bench
+export LARK_PROFILE=${LARK_PROFILE:-release}
+if [[ $build == always ]] || { [[ $build == auto ]] && [[ ! -x target/$LARK_PROFILE/node || ! -x target/$LARK_PROFILE/bench ]]; }; then
+    echo "building: cargo build --profile $LARK_PROFILE -p node -p bench"
+    cargo build --profile "$LARK_PROFILE" -p node -p bench
 fi
 
 started=$(date +%s)

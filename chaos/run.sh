@@ -81,7 +81,7 @@ source chaos/faults.sh
 source chaos/scenarios.sh
 # shellcheck source=chaos/mixed.sh
 source chaos/mixed.sh
-CHAOS_BENCH_BIN=${CHAOS_BENCH_BIN:-$CHAOS_ROOT/target/release/bench}
+CHAOS_BENCH_BIN=${CHAOS_BENCH_BIN:-$CHAOS_ROOT/target/$LARK_PROFILE/bench}
 checker_pid=""
 problems=()
 figures=()
@@ -103,11 +103,11 @@ trap on_exit EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
 if [[ $build == always ]] || { [[ $build == auto ]] && [[ ! -x $CHAOS_NODE_BIN || ! -x $CHAOS_BENCH_BIN ]]; }; then
-    log "building: cargo build --release -p node -p bench"
-    cargo build --release -p node -p bench
+    log "building: cargo build --profile $LARK_PROFILE -p node -p bench"
+    cargo build --profile "$LARK_PROFILE" -p node -p bench
 fi
 for bin in "$CHAOS_NODE_BIN" "$CHAOS_BENCH_BIN"; do
-    [[ -x $bin ]] || { echo "error: $bin missing: cargo build --release -p node -p bench" >&2; exit 1; }
+    [[ -x $bin ]] || { echo "error: $bin missing: cargo build --profile $LARK_PROFILE -p node -p bench" >&2; exit 1; }
 done
 if why=$(scenario_impossible "$scenario"); then
     log "scenario $scenario SKIPPED: $why"

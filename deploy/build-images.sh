@@ -48,13 +48,15 @@ docker info >/dev/null 2>&1 || { echo "build-images: no Docker engine answers (d
 mkdir -p "$out"
 
 # ---- the node binary ---------------------------------------------------------------------
+# LARK_PROFILE=debug packs the debug build instead (CI's compose test: it already has one).
+profile=${LARK_PROFILE:-release}
 if [[ $skip_cargo != 1 ]]; then
-    step "cargo build --release -p node"
-    cargo build --release -p node
+    step "cargo build --profile $profile -p node"
+    cargo build --profile "$profile" -p node
 fi
-[[ -x target/release/node ]] || { echo "build-images: target/release/node missing (cargo build --release -p node)" >&2; exit 1; }
+[[ -x target/$profile/node ]] || { echo "build-images: target/$profile/node missing (cargo build --profile $profile -p node)" >&2; exit 1; }
 # A copy with the debug line tables stripped (symbols kept for backtraces): ~15 MB, not ~80.
-objcopy --strip-debug target/release/node "$out/node.tmp"
+objcopy --strip-debug "target/$profile/node" "$out/node.tmp"
 mv "$out/node.tmp" "$out/node"
 
 # ---- the base ----------------------------------------------------------------------------

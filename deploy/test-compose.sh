@@ -6,7 +6,8 @@
 # order violation, or if the membership does not shrink to the 2 survivors. The stack is always
 # removed (`down -v`). Without a Docker engine it prints a notice and exits 0.
 #
-# Environment: LARK_SKIP_CARGO=1 (use target/release/{node,bench} as they are),
+# Environment: LARK_PROFILE (release, or debug: what CI uses, built by scripts/test.sh),
+# LARK_SKIP_CARGO=1 (use target/$LARK_PROFILE/{node,bench} as they are),
 # LARK_TEST_PORT (loopback port of the entry point, default 18090), LARK_TEST_SECONDS (25).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,10 +32,11 @@ log_dir=$LARK_ROOT/target/docker/test-compose
 rm -rf "$log_dir"
 mkdir -p "$log_dir"
 
+export LARK_PROFILE=${LARK_PROFILE:-release}
 if [[ ${LARK_SKIP_CARGO:-0} != 1 ]]; then
     cargo_started=$SECONDS
-    cargo build --release -p node -p bench
-    echo "compose test: cargo build --release took $((SECONDS - cargo_started)) s"
+    cargo build --profile "$LARK_PROFILE" -p node -p bench
+    echo "compose test: cargo build --profile $LARK_PROFILE took $((SECONDS - cargo_started)) s"
 fi
 images_started=$SECONDS
 deploy/build-images.sh --no-cargo
@@ -72,7 +74,7 @@ done
 
 actions=$log_dir/actions.txt
 : >"$actions"
-target/release/bench chaos --urls "http://127.0.0.1:$port" --seconds "$seconds" --users 9 --channels 3 --rate 4 \
+"target/$LARK_PROFILE/bench" chaos --urls "http://127.0.0.1:$port" --seconds "$seconds" --users 9 --channels 3 --rate 4 \
     --actions "$actions" >"$log_dir/checker.log" 2>&1 &
 checker=$!
 

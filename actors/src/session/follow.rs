@@ -221,6 +221,7 @@ pub(super) async fn on_subscribed(
                     for (user_id, active) in subscribed.typing {
                         state.send_frame(myself, &ServerFrame::Typing { channel_id, user_id, active });
                     }
+                    let answer = SubscribeAnswer { head_seq: subscribed.head, ..answer };
                     let replayed = match subscribed.replay {
                         Some((after, up_to)) => replay(myself, state, channel_id, after, up_to).await.map(|()| answer),
                         None => Ok(answer),

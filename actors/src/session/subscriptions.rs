@@ -45,6 +45,11 @@ pub struct Subscribed {
     pub replay: Option<(ChannelSeq, ChannelSeq)>,
     /// Typing frames that bring the client in line with the owner: `(user, active)`.
     pub typing: Vec<(Uuid, bool)>,
+    /// The `head_seq` to tell the client: the owner's head, or the last seq the client will
+    /// have got before the answer if that is higher (live events that overtook the answer, or
+    /// an owner answering with an older head than one already delivered). The client never
+    /// sees an `ok` whose head is below a seq it already has.
+    pub head: ChannelSeq,
 }
 
 #[derive(Debug, Default)]
@@ -112,13 +117,14 @@ impl Subscriptions {
         };
         let target = head.max(sub.seen);
         let replay = (start < target).then_some((start, target));
+        let told = target.max(start);
         sub.delivered = Some(start);
         sub.owner = Some(owner);
         let now: BTreeSet<Uuid> = answer.typing.iter().copied().collect();
         let mut typing: Vec<(Uuid, bool)> = sub.typing.difference(&now).map(|user| (*user, false)).collect();
         typing.extend(now.difference(&sub.typing).map(|user| (*user, true)));
         sub.typing = now;
-        Ok(Subscribed { replay, typing })
+        Ok(Subscribed { replay, typing, head: told })
     }
 
     /// A live durable event at `seq`.

@@ -35,6 +35,7 @@ fn a_stale_answer_never_moves_delivered_back() {
     }
     let stale = subs.answered(channel, 2, &answer(channel, 40, &[]), None).unwrap();
     assert_eq!(stale.replay, None);
+    assert_eq!(stale.head, 50, "the client is never told a head below a seq it has");
     assert_eq!(subs.delivered(channel), Some(50));
     for seq in 41..=50 {
         assert_eq!(subs.on_event(channel, seq), EventAction::Drop, "seq {seq} again is a duplicate");
@@ -51,6 +52,7 @@ fn events_before_the_first_answer_are_replayed_not_lost() {
     assert_eq!(subs.on_event(channel, 8), EventAction::Drop);
     let subscribed = subs.answered(channel, 1, &answer(channel, 7, &[]), Some(3)).unwrap();
     assert_eq!(subscribed.replay, Some((3, 8)), "the event seen before the answer comes from the store");
+    assert_eq!(subscribed.head, 8, "the ok comes after seq 8 was replayed: its head_seq says 8, not 7");
 }
 
 #[test]
