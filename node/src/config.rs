@@ -311,6 +311,20 @@ impl fmt::Debug for Config {
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
             .field("log_json", &self.log_json)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("public_base_url", &self.public_base_url)
+            .field("stun_urls", &self.turn.stun_urls)
+            .field("turn_urls", &self.turn.turn_urls)
+            .field("turn_secret", &self.turn.secret.as_ref().map(|_| "***"))
+            .field("turn_ttl", &self.turn.ttl)
+            .field("max_meeting_participants", &self.max_meeting_participants)
+            .field("meeting_grace", &self.meeting_grace)
+            .field(
+                "push",
+                &self.push.as_ref().map_or_else(
+                    || "off (FCM_SERVICE_ACCOUNT_FILE unset)".to_owned(),
+                    |push| format!("FCM v1 at {} with {}", push.base_url, push.service_account_file.display()),
+                ),
+            )
             .field(
                 "cluster",
                 &self.cluster.as_ref().map(|c| {
@@ -330,8 +344,11 @@ mod tests {
     fn secrets_are_masked_in_debug_output() {
         let mut config = Config::for_tests("postgres://lark:hunter2@db:5432/lark");
         config.redis_url = Some("redis://:s3cret@cache:6379".to_owned());
+        config.turn.secret = Some("coturn-s3cret".to_owned());
+        config.turn.stun_urls = vec!["stun:stun.example.com:3478".to_owned()];
         let printed = format!("{config:?}");
         assert!(!printed.contains("hunter2") && !printed.contains("s3cret") && !printed.contains("test-secret"));
+        assert!(printed.contains("stun:stun.example.com:3478") && printed.contains("meeting_grace"), "{printed}");
         assert!(printed.contains("postgres://lark:***@db:5432/lark"));
     }
 }
