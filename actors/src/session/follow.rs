@@ -85,7 +85,7 @@ pub(super) fn on_control(myself: &ActorRef<SessionMsg>, state: &mut SessionState
     let (channels, attach, watches, meetings) = match control {
         // The owners may have moved, or a node restarted under the same id: everything again.
         SessionControl::Rehome => {
-            (state.tracking().subscriptions.channels(), true, state.watches.users(), state.meetings.meetings())
+            (state.tracking().subscriptions.rehome(), true, state.watches.users(), state.meetings.meetings())
         }
         SessionControl::PeerLost(node) => {
             let channels = state.tracking().subscriptions.owned_by(node);
@@ -205,6 +205,7 @@ pub(super) async fn on_subscribed(
         return;
     }
     let fresh = state.tracking().subscriptions.delivered(channel_id).is_none();
+    let mut again = false;
     let outcome = match result {
         Ok((owner, answer)) => {
             // The replay goes first: the fast path leaves the channel alone meanwhile.
@@ -218,6 +219,7 @@ pub(super) async fn on_subscribed(
             };
             match subscribed {
                 Ok(subscribed) => {
+                    again = subscribed.again;
                     for (user_id, active) in subscribed.typing {
                         state.send_frame(myself, &ServerFrame::Typing { channel_id, user_id, active });
                     }
@@ -260,6 +262,10 @@ pub(super) async fn on_subscribed(
                 "subscription",
             );
         }
+    }
+    if again {
+        // The cluster changed while the first answer was on its way (see `Subscriptions::rehome`).
+        start_subscribe(myself, state, channel_id, SubscribeOrigin::Again { attempt: 0 });
     }
 }
 

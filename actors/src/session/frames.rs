@@ -61,7 +61,7 @@ async fn on_frame(myself: &ActorRef<SessionMsg>, state: &mut SessionState, id: O
                 let err = RequestError::invalid(format!("at most {} subscriptions", state.config.max_subscriptions));
                 return state.send_frame(myself, &ServerFrame::error(id, &err));
             }
-            state.tracking().subscriptions.begin(channel_id);
+            state.tracking().subscriptions.begin(channel_id, last_seq);
             return start_subscribe(myself, state, channel_id, SubscribeOrigin::Client { request_id: id, last_seq });
         }
         ClientFrame::Unsubscribe { channel_id } => {

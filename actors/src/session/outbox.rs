@@ -147,7 +147,7 @@ mod tests {
         let channel = Uuid::new_v4();
         {
             let mut tracking = outbox.lock();
-            tracking.subscriptions.begin(channel);
+            tracking.subscriptions.begin(channel, None);
             let answer = SubscribeAnswer { channel_id: channel, head_seq: 0, read_cursors: vec![], typing: vec![] };
             tracking.subscriptions.answered(channel, 1, &answer, None).unwrap();
         }

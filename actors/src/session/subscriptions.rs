@@ -24,6 +24,10 @@ struct Subscription {
     owner: Option<NodeId>,
     /// Who the client was last told is typing.
     typing: BTreeSet<Uuid>,
+    /// The `last_seq` of the client's subscribe, until its first answer.
+    requested: Option<ChannelSeq>,
+    /// The cluster changed while the first answer was on its way: subscribe again after it.
+    again: bool,
 }
 
 /// What to do with a durable event.
@@ -50,6 +54,8 @@ pub struct Subscribed {
     /// an owner answering with an older head than one already delivered). The client never
     /// sees an `ok` whose head is below a seq it already has.
     pub head: ChannelSeq,
+    /// Subscribe again now: the owners may have moved while this answer was on its way.
+    pub again: bool,
 }
 
 #[derive(Debug, Default)]
@@ -87,9 +93,28 @@ impl Subscriptions {
         self.channels.get(&channel_id).and_then(|sub| sub.delivered)
     }
 
-    /// A subscription the client asked for, before the answer.
-    pub fn begin(&mut self, channel_id: Uuid) {
-        self.channels.entry(channel_id).or_default();
+    /// A subscription the client asked for with `last_seq`, before the answer.
+    pub fn begin(&mut self, channel_id: Uuid, last_seq: Option<ChannelSeq>) {
+        let sub = self.channels.entry(channel_id).or_default();
+        if sub.delivered.is_none() {
+            sub.requested = last_seq;
+        }
+    }
+
+    /// The owners may have moved: the subscriptions to establish again. One still waiting for
+    /// its first answer is not among them — a second subscribe racing the first could answer
+    /// first and skip what the client asked to be replayed — but subscribes again once that
+    /// answer is in (see [`Subscribed::again`]).
+    pub fn rehome(&mut self) -> Vec<Uuid> {
+        let mut now = Vec::new();
+        for (channel_id, sub) in &mut self.channels {
+            if sub.delivered.is_some() {
+                now.push(*channel_id);
+            } else {
+                sub.again = true;
+            }
+        }
+        now
     }
 
     pub fn remove(&mut self, channel_id: Uuid) -> bool {
@@ -97,7 +122,7 @@ impl Subscriptions {
     }
 
     /// The owner answered `answer` from `owner`. `last_seq` is what the client said it saw
-    /// (only for a subscription that has delivered nothing yet).
+    /// (only for a subscription that has delivered nothing yet; else the one `begin` kept).
     pub fn answered(
         &mut self,
         channel_id: Uuid,
@@ -106,15 +131,17 @@ impl Subscriptions {
         last_seq: Option<ChannelSeq>,
     ) -> Result<Subscribed, RequestError> {
         let head = answer.head_seq;
+        let sub = self.channels.entry(channel_id).or_default();
+        let last_seq = last_seq.or(if sub.delivered.is_none() { sub.requested } else { None });
         if let Some(seen) = last_seq.filter(|seen| *seen > head) {
             return Err(RequestError::invalid(format!("last_seq {seen} is ahead of the channel head {head}")));
         }
-        let sub = self.channels.entry(channel_id).or_default();
         let start = match sub.delivered {
             // Subscribed already: go on from what was delivered, never back.
             Some(delivered) => delivered,
             None => last_seq.unwrap_or(head).max(0),
         };
+        sub.requested = None;
         let target = head.max(sub.seen);
         let replay = (start < target).then_some((start, target));
         let told = target.max(start);
@@ -124,7 +151,7 @@ impl Subscriptions {
         let mut typing: Vec<(Uuid, bool)> = sub.typing.difference(&now).map(|user| (*user, false)).collect();
         typing.extend(now.difference(&sub.typing).map(|user| (*user, true)));
         sub.typing = now;
-        Ok(Subscribed { replay, typing, head: told })
+        Ok(Subscribed { replay, typing, head: told, again: std::mem::take(&mut sub.again) })
     }
 
     /// A live durable event at `seq`.
