@@ -104,8 +104,22 @@ as_pg() {
     fi
 }
 
+# free_port [IP]: a port nothing listens on, below the kernel's ephemeral range (from
+# net.ipv4.ip_local_port_range), so that no outgoing connection takes it while a killed node
+# waits to be restarted on it (another cluster on the same addresses made that happen).
 free_port() {
-    "$CHAOS_PY" -c 'import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "${1:-127.0.0.1}"
+    "$CHAOS_PY" -c 'import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(200):
+    port = random.randrange(10000, max(low, 10001))
+    s = socket.socket()
+    try:
+        s.bind((sys.argv[1], port))
+    except OSError:
+        continue
+    print(port)
+    sys.exit(0)
+s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "${1:-127.0.0.1}"
 }
 
 # port_free IP PORT: nothing listens there.
