@@ -30,8 +30,11 @@ use crate::auth::{bearer, AuthUser};
 use crate::error::{ApiError, ApiQuery};
 use actors::model::FrameText;
 
-/// Read and write buffer of each socket.
-const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
+/// Each socket's read buffer, allocated for the socket's whole life: client frames are small
+/// (a larger one is read into a buffer of its own size, in reads of this size).
+const READ_BUFFER_BYTES: usize = 1024;
+/// How much output a socket gathers before it writes (grown only while writing).
+const WRITE_BUFFER_BYTES: usize = 4 * 1024;
 /// Frames written before one flush (one system call) when many are queued.
 const MAX_FRAMES_PER_FLUSH: usize = 64;
 
@@ -63,8 +66,8 @@ pub async fn upgrade(
     let upgrade = upgrade
         .max_message_size(max)
         .max_frame_size(max)
-        .read_buffer_size(SOCKET_BUFFER_BYTES)
-        .write_buffer_size(SOCKET_BUFFER_BYTES);
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES);
     Ok(upgrade.on_upgrade(move |socket| serve_socket(state, auth, socket, permit)))
 }
 
@@ -106,7 +109,9 @@ where
         config: session_config(&state),
         limiter: Some(state.limits.frames()),
     };
-    let session = match Actor::spawn(None, SessionActor, args).await {
+    // Boxed: the spawn future is large and would otherwise stay inside this connection's
+    // task for as long as the socket lives.
+    let session = match Box::pin(Actor::spawn(None, SessionActor, args)).await {
         Ok((session, _)) => session,
         Err(err) => {
             warn!(user_id = %auth.caller.user_id, error = %err, "session failed to start");

@@ -264,6 +264,50 @@ impl LocalSession for SessionHandle {
     }
 }
 
+/// The session's start: registers it, attaches it to its user's actor, says hello.
+async fn start(myself: ActorRef<SessionMsg>, args: SessionArgs) -> Result<SessionState, ActorProcessingErr> {
+    let outbox = Arc::new(Outbox::new(args.io.outbound.clone()));
+    let mut state = SessionState {
+        session_id: args.session_id,
+        caller: args.caller,
+        directory: args.directory,
+        io: args.io,
+        config: args.config,
+        limiter: args
+            .limiter
+            .unwrap_or_else(|| Arc::new(SocketBucket::new(args.config.rate_burst, args.config.rate_per_sec))),
+        outbox: outbox.clone(),
+        watches: Watches::default(),
+        attached_at: None,
+        meetings: MeetingFollows::default(),
+        closed: false,
+    };
+    state.directory.register_session(state.session_id, Arc::new(SessionHandle { actor: myself.clone(), outbox }));
+    let attach = UserRequest::Attach { session: state.addr() };
+    match state.directory.ask_user_at(state.caller.user_id, attach, state.config.call_timeout).await {
+        Ok((owner, _)) => state.attached_at = Some(owner),
+        Err(err) if err.code == ErrorCode::Unavailable => {
+            // The user's owner is unreachable (a node just died): chat works without
+            // presence, and the next membership change attaches again.
+            warn!(session_id = %state.session_id, error = %err, "presence not attached yet");
+        }
+        Err(err) => {
+            state.directory.unregister_session(state.session_id);
+            return Err(format!("user actor: {err}").into());
+        }
+    }
+    let hello = ServerFrame::Hello {
+        session_id: state.session_id,
+        node_id: args.node_id,
+        user_id: state.caller.user_id,
+        heartbeat_interval_ms: state.config.heartbeat_interval.as_millis() as u64,
+        idle_timeout_ms: state.config.idle_timeout.as_millis() as u64,
+    };
+    state.send_frame(&myself, &hello);
+    info!(session_id = %state.session_id, user_id = %state.caller.user_id, "session started");
+    Ok(state)
+}
+
 pub struct SessionActor;
 
 impl Actor for SessionActor {
@@ -276,46 +320,8 @@ impl Actor for SessionActor {
         myself: ActorRef<SessionMsg>,
         args: SessionArgs,
     ) -> Result<SessionState, ActorProcessingErr> {
-        let outbox = Arc::new(Outbox::new(args.io.outbound.clone()));
-        let mut state = SessionState {
-            session_id: args.session_id,
-            caller: args.caller,
-            directory: args.directory,
-            io: args.io,
-            config: args.config,
-            limiter: args
-                .limiter
-                .unwrap_or_else(|| Arc::new(SocketBucket::new(args.config.rate_burst, args.config.rate_per_sec))),
-            outbox: outbox.clone(),
-            watches: Watches::default(),
-            attached_at: None,
-            meetings: MeetingFollows::default(),
-            closed: false,
-        };
-        state.directory.register_session(state.session_id, Arc::new(SessionHandle { actor: myself.clone(), outbox }));
-        let attach = UserRequest::Attach { session: state.addr() };
-        match state.directory.ask_user_at(state.caller.user_id, attach, state.config.call_timeout).await {
-            Ok((owner, _)) => state.attached_at = Some(owner),
-            Err(err) if err.code == ErrorCode::Unavailable => {
-                // The user's owner is unreachable (a node just died): chat works without
-                // presence, and the next membership change attaches again.
-                warn!(session_id = %state.session_id, error = %err, "presence not attached yet");
-            }
-            Err(err) => {
-                state.directory.unregister_session(state.session_id);
-                return Err(format!("user actor: {err}").into());
-            }
-        }
-        let hello = ServerFrame::Hello {
-            session_id: state.session_id,
-            node_id: args.node_id,
-            user_id: state.caller.user_id,
-            heartbeat_interval_ms: state.config.heartbeat_interval.as_millis() as u64,
-            idle_timeout_ms: state.config.idle_timeout.as_millis() as u64,
-        };
-        state.send_frame(&myself, &hello);
-        info!(session_id = %state.session_id, user_id = %state.caller.user_id, "session started");
-        Ok(state)
+        // Boxed for the same reason as the handlers below: it would size the actor's task.
+        Box::pin(start(myself, args)).await
     }
 
     async fn post_stop(
@@ -348,14 +354,16 @@ impl Actor for SessionActor {
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SessionMsg::Inbound(text) => frames::on_inbound(&myself, state, &text).await,
-            SessionMsg::Deliver(delivery) => follow::on_delivery(&myself, state, delivery).await,
+            // The awaiting handlers are boxed: ractor keeps the handler's future inside the
+            // actor's task, so the largest of them would be paid by every idle session.
+            SessionMsg::Inbound(text) => Box::pin(frames::on_inbound(&myself, state, &text)).await,
+            SessionMsg::Deliver(delivery) => Box::pin(follow::on_delivery(&myself, state, delivery)).await,
             SessionMsg::Reply(frame) => state.send_frame(&myself, &frame),
             SessionMsg::Close(frame) => state.close(&myself, frame.code, &frame.reason),
             SessionMsg::Control(control) => follow::on_control(&myself, state, control),
             SessionMsg::Again(again) => follow::again(&myself, state, again),
             SessionMsg::Subscribed { channel_id, origin, result } => {
-                follow::on_subscribed(&myself, state, channel_id, origin, result).await
+                Box::pin(follow::on_subscribed(&myself, state, channel_id, origin, result)).await
             }
             SessionMsg::Attached { attempt, result } => follow::on_attached(&myself, state, attempt, result),
             SessionMsg::Watched { user_id, attempt, result } => {
