@@ -11,7 +11,11 @@
 #   4 browser  tests/browser/run.sh (pytest's result, target/browser-artifacts/figures.json)
 #   5 sim      scripts/readiness/sim_run.sh: `simulate --users 50` for 90 s on a 3-node
 #              cluster with the fake FCM, one node kill -9'd at ~1/3 and restarted 10 s later
-#   6 report   scripts/readiness/report.py writes docs/READINESS.md and the plots
+#   6 sim-compose  scripts/readiness/sim_compose.sh: `simulate --users 30` for 60 s on the
+#              compose stack (3 node containers behind HAProxy; pushes not checked), one
+#              container `docker kill`ed at ~1/3 and started 10 s later; skipped (exit 3)
+#              when no Docker engine answers or docker-compose is missing
+#   7 report   scripts/readiness/report.py writes docs/READINESS.md and the plots
 # Before them it installs what is missing (apt: postgresql redis-server python3-matplotlib)
 # and builds the release binaries (skip with --no-build). --skip takes a step's name or
 # number (repeatable; the report step always runs; skipped steps show as not run). The whole
@@ -21,12 +25,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 
-STEPS=(tests chaos bench browser sim report)
-declare -A CAP=([build]=900 [tests]=720 [chaos]=480 [bench]=420 [browser]=360 [sim]=300 [report]=120)
+STEPS=(tests chaos bench browser sim sim-compose report)
+declare -A CAP=([build]=900 [tests]=720 [chaos]=480 [bench]=420 [browser]=360 [sim]=300 [sim-compose]=420 [report]=120)
 # The least a later step needs: reserved when an earlier step's timeout is computed.
-declare -A FLOOR=([tests]=120 [chaos]=150 [bench]=90 [browser]=90 [sim]=200 [report]=30)
+declare -A FLOOR=([tests]=120 [chaos]=150 [bench]=90 [browser]=90 [sim]=200 [sim-compose]=150 [report]=30)
+# Exit statuses that mean "skipped", not "failed", with what the progress line says.
+declare -A SKIPPED_RC=([sim-compose]=3)
+declare -A SKIPPED_WHY=([sim-compose]="no Docker engine")
 build=1 budget=1800
 declare -A SKIP=()
 while (($#)); do
@@ -34,9 +41,9 @@ while (($#)); do
         --no-build) build=0; shift ;;
         --skip)
             step=$2
-            [[ $step =~ ^[1-5]$ ]] && step=${STEPS[$((step - 1))]}
+            [[ $step =~ ^[1-6]$ ]] && step=${STEPS[$((step - 1))]}
             [[ " ${STEPS[*]} " == *" $step "* && $step != report ]] ||
-                { echo "--skip takes one of: tests chaos bench browser sim (or 1-5)" >&2; exit 1; }
+                { echo "--skip takes one of: tests chaos bench browser sim sim-compose (or 1-6)" >&2; exit 1; }
             SKIP[$step]=1
             shift 2
             ;;
@@ -52,6 +59,9 @@ status=$out/status
 : >"$status"
 started=$(date +%s)
 PY=/usr/bin/python3
+total=${#STEPS[@]}
+# Without a Docker engine the compose simulation skips itself in a second: reserve nothing for it.
+if ! timeout 20 docker info >/dev/null 2>&1 || ! command -v docker-compose >/dev/null; then FLOOR[sim-compose]=0; fi
 
 elapsed() { local s=$(($(date +%s) - started)); printf '%02d:%02d' $((s / 60)) $((s % 60)); }
 progress() { echo "[readiness +$(elapsed)] $*"; }
@@ -83,17 +93,17 @@ run_step() {
     local k=$1 name=$2
     shift 2
     if [[ -n ${SKIP[$name]:-} ]]; then
-        progress "step $k/6: $name SKIPPED (--skip)"
+        progress "step $k/$total: $name SKIPPED (--skip)"
         echo "$name skipped 0" >>"$status"
         return 0
     fi
     local limit
     limit=$(timeout_for "$name")
-    progress "step $k/6: $name (timeout ${limit}s; left: $(left_after "$name"))"
+    progress "step $k/$total: $name (timeout ${limit}s; left: $(left_after "$name"))"
     if ((limit < 30)); then
         echo "no time left in the ${budget}s budget" >"$out/$name.log"
         echo "$name 124 0" >>"$status"
-        progress "step $k/6: $name FAILED: no time left"
+        progress "step $k/$total: $name FAILED: no time left"
         return 0
     fi
     local t0 rc=0 pid
@@ -105,11 +115,15 @@ run_step() {
             kill -0 "$pid" 2>/dev/null || break
             sleep 1
         done
-        kill -0 "$pid" 2>/dev/null && progress "step $k/6: $name running ($(($(date +%s) - t0))s; $(tail -n 1 "$out/$name.log" | cut -c1-100))"
+        kill -0 "$pid" 2>/dev/null && progress "step $k/$total: $name running ($(($(date +%s) - t0))s; $(tail -n 1 "$out/$name.log" | cut -c1-100))"
     done
     wait "$pid" || rc=$?
     echo "$name $rc $(($(date +%s) - t0))" >>"$status"
-    progress "step $k/6: $name finished with exit status $rc in $(($(date +%s) - t0))s"
+    if [[ -n ${SKIPPED_RC[$name]:-} && $rc == "${SKIPPED_RC[$name]}" ]]; then
+        progress "step $k/$total: $name skipped (${SKIPPED_WHY[$name]}): $(tail -n 1 "$out/$name.log" | cut -c1-100)"
+        return 0
+    fi
+    progress "step $k/$total: $name finished with exit status $rc in $(($(date +%s) - t0))s"
 }
 
 install_missing() {
@@ -158,7 +172,8 @@ export -f browser_cmd
 rm -f "$out/browser-figures.json"
 run_step 4 browser bash -c browser_cmd
 run_step 5 sim scripts/readiness/sim_run.sh "$out/sim"
-run_step 6 report "$PY" scripts/readiness/report.py --dir "$out" --doc docs/READINESS.md --plots docs/readiness
+run_step 6 sim-compose scripts/readiness/sim_compose.sh "$out/sim-compose"
+run_step 7 report "$PY" scripts/readiness/report.py --dir "$out" --doc docs/READINESS.md --plots docs/readiness
 
 progress "done: docs/READINESS.md"
 grep -A40 '^## Summary' docs/READINESS.md | sed -n '1,30p' || true

@@ -5,7 +5,8 @@
 
 Reads <dir>/status ("<step> <exit status|skipped> <seconds>" lines) and each step's log:
 tests.log (nextest summary), chaos.log (the kept matrix results), bench.log (BENCH_RESULT),
-browser.log + browser-figures.json, sim/sim.log (SIM_RESULT). Every figure in the report
+browser.log + browser-figures.json, sim/sim.log and sim-compose/sim.log (SIM_RESULT; the
+compose one also sim-compose/stack, or sim-compose/skipped). Every figure in the report
 comes from those files; a step that failed or did not run shows as FAILED / NOT RUN, never
 as a score. Targets are the constants in TARGETS below, each with where it comes from.
 """
@@ -37,7 +38,9 @@ FAILOVER_DELAY_MS = {"double-kill": 4000}
 def failover_target(scenario):
     return TARGETS["failover_ms"] + FAILOVER_DELAY_MS.get(scenario, 0)
 
-STEP_NAMES = ["build", "tests", "chaos", "bench", "browser", "sim", "report"]
+STEP_NAMES = ["build", "tests", "chaos", "bench", "browser", "sim", "sim-compose", "report"]
+# Exit statuses that mean a step skipped itself (it did not fail), and why.
+SKIPPED_RC = {"sim-compose": ("3", "no Docker engine")}
 
 
 def read(path):
@@ -77,6 +80,8 @@ def state_of(status, name):
     rc, _ = status[name]
     if rc == "skipped":
         return "skipped"
+    if name in SKIPPED_RC and rc == SKIPPED_RC[name][0]:
+        return f"skipped ({SKIPPED_RC[name][1]})"
     if rc == "124":
         return "timed out"
     return "ok" if rc == "0" else f"failed (exit {rc})"
@@ -116,7 +121,7 @@ def table(header, rows):
 
 def missing_step(status, name, what):
     state = state_of(status, name)
-    label = "NOT RUN" if state in ("not run", "skipped") else "FAILED"
+    label = "NOT RUN" if state in ("not run", "skipped") else "SKIPPED" if state.startswith("skipped") else "FAILED"
     return f"**{label}** ({state}): {what}"
 
 
@@ -267,7 +272,7 @@ def section_browser(status, directory):
     return ("browser", f"{verdict(ok)}: {parsed['line']}"), head + table(["figure", "measured", "target", "verdict"], rows) + "\n", figures
 
 
-def section_failover(chaos_rows, sim, figures):
+def section_failover(chaos_rows, sim, figures, compose=None, compose_state="not run"):
     target = TARGETS["failover_ms"]
     rows = []
     for r in chaos_rows or []:
@@ -287,6 +292,13 @@ def section_failover(chaos_rows, sim, figures):
                      f"max ≤ {target} ms", verdict(resume.get("max") is None or resume["max"] <= target)])
     else:
         rows.append(["simulation resume times", "**FAILED** (no SIM_RESULT)", f"≤ {target} ms", "FAIL"])
+    if compose:
+        resume = compose["reconnects"]["resume_ms"]
+        rows.append(["compose simulation: socket lost (`docker kill`) → every channel resubscribed, p50 / max",
+                     f"{fmt(resume.get('p50'))} / {fmt(resume.get('max'))} ms ({compose['reconnects']['resumed']} reconnects)",
+                     f"max ≤ {target} ms", verdict(resume.get("max") is None or resume["max"] <= target)])
+    elif not compose_state.startswith("skipped") and compose_state != "not run":
+        rows.append(["compose simulation resume times", "**FAILED** (no SIM_RESULT)", f"≤ {target} ms", "FAIL"])
     if figures and "recovery_after_room_node_killed_ms" in figures:
         value = figures["recovery_after_room_node_killed_ms"]
         worst = slowest(value)
@@ -299,11 +311,47 @@ def section_failover(chaos_rows, sim, figures):
         "## Failover times\n\n" + table(["figure", "measured", "target", "verdict"], rows) + "\n"
 
 
-def section_sim(status, directory, plots_dir, doc_dir):
-    result = last_json_line(read(os.path.join(directory, "sim", "sim.log")), "SIM_RESULT")
-    head = "## Simulation of a working day (`scripts/readiness/sim_run.sh`, `simulate`)\n\n"
+# The two simulations: process mode (sim_run.sh, with the fake FCM) and compose mode
+# (sim_compose.sh: the containers behind HAProxy, no fake FCM reachable, so pushes unchecked).
+SIMULATIONS = {
+    "sim": {"area": "simulation", "title": "Simulation of a working day",
+            "script": "scripts/readiness/sim_run.sh", "plots": "sim"},
+    "sim-compose": {"area": "simulation (compose)", "title": "Simulation of a working day on the compose deployment",
+                    "script": "scripts/readiness/sim_compose.sh", "plots": "sim-compose"},
+}
+
+
+def read_stack(path):
+    """sim-compose/stack: key=value lines written by sim_compose.sh."""
+    stack = {}
+    for line in (read(path) or "").splitlines():
+        key, _, value = line.partition("=")
+        if key:
+            stack[key.strip()] = value.strip()
+    return stack
+
+
+def section_sim(status, directory, plots_dir, doc_dir, step="sim"):
+    spec = SIMULATIONS[step]
+    sim_dir = os.path.join(directory, step)
+    result = last_json_line(read(os.path.join(sim_dir, "sim.log")), "SIM_RESULT")
+    head = f"## {spec['title']} (`{spec['script']}`, `simulate`)\n\n"
+    state = state_of(status, step)
+    if state.startswith("skipped ("):
+        why = (read(os.path.join(sim_dir, "skipped")) or "").strip()
+        if not why:
+            found = re.findall(r"simulation skipped: (.*)", read(os.path.join(directory, f"{step}.log")) or "")
+            why = found[-1].strip() if found else SKIPPED_RC[step][1]
+        return (spec["area"], f"SKIPPED: {why}"), head + f"**SKIPPED**: {why}\n", None
     if not result:
-        return ("simulation", "FAILED"), head + missing_step(status, "sim", "no `SIM_RESULT` line") + "\n", None
+        what = "no `SIM_RESULT` line"
+        said = re.findall(rf"^\[{step} [^\]]*\] (.*)$", read(os.path.join(directory, f"{step}.log")) or "", re.M)
+        said = [line for line in said if line.strip() != "stack removed"]
+        if said and state not in ("not run", "skipped"):
+            what += f"; the script's last words: “{said[-1].strip()}” (see `target/readiness/{step}.log`)"
+        return (spec["area"], "FAILED" if state not in ("not run", "skipped") else "NOT RUN"), \
+            head + missing_step(status, step, what) + "\n", None
+    stack = read_stack(os.path.join(sim_dir, "stack")) if step == "sim-compose" else {}
     d, m, lat, sig, push = result["deliveries"], result["messages"], result["latency_ms"], result["signaling"], result["pushes"]
     z = TARGETS["zero"]
     p99 = lat["delivery"]["p99"]
@@ -318,7 +366,10 @@ def section_sim(status, directory, plots_dir, doc_dir):
          f"p99 ≤ {TARGETS['failover_ms']} ms", verdict(p99 is not None and p99 <= TARGETS["failover_ms"])],
         ["pushes expected / received at the fake FCM (duplicates)",
          f"{push.get('expected')} / {push.get('received')} ({push.get('duplicates')})", "all received",
-         verdict(push.get("missing") == 0)],
+         verdict(push.get("missing") == 0)] if push.get("received") is not None else
+        ["pushes expected (to offline users' devices)", f"{push.get('expected')} / not checked"
+         + (" in compose mode (no fake FCM the containers can reach)" if step == "sim-compose" else
+            f" ({push.get('note') or 'no fake FCM'})"), "—", "not checked"],
         ["signals acknowledged / relayed to their addressee",
          f"{sig['acked']} / {sig['relayed']} (lost {sig['lost']}, of which near the fault {sig.get('lost_near_fault')})",
          "none lost away from the fault", verdict(sig["lost"] - (sig.get("lost_near_fault") or 0) == 0 and sig["misaddressed"] == 0)],
@@ -334,22 +385,43 @@ def section_sim(status, directory, plots_dir, doc_dir):
          f"{result['reconnects']['count']} ({fmt(result['reconnects']['resume_ms']['p50'])} / {fmt(result['reconnects']['resume_ms']['max'])} ms)", "—", ""],
         ["simulator verdict", result["verdict"], "PASS", verdict(result["verdict"] == "PASS")],
     ]
+    if stack:
+        ms = lambda key: fmt(int(stack[key]), " ms") if stack.get(key, "").isdigit() else "—"
+        rows[-1:-1] = [
+            ["stack: `docker-compose up` → 3 nodes in one cluster", ms("formed_ms"), "—", ""],
+            [f"`docker kill` {stack.get('victim', '?')} → the survivors see 2 members", ms("shrink_ms"), "—", ""],
+            ["`docker start` → 3 members agree again", ms("rejoin_ms"), "—", ""],
+        ]
+    if state != "ok":
+        rows.append(["step exit status", state, "ok", verdict(False)])
     faults = ", ".join(f"{a['label']} at {a['t_s']} s" for a in result.get("actions", [])) or "none"
+    nodes = f"{result['nodes']} nodes"
+    if stack:
+        nodes = (f"{stack.get('nodes', '?')} node containers behind the HAProxy entry point {stack.get('entry', '')} "
+                 f"(compose project `{stack.get('project', '?')}`, images {', '.join(f'`{i}`' for i in stack.get('images', '').split())}; "
+                 "the simulator sees the entry point only"
+                 + (f"; every user comes from one address, so the rate limits are raised as in process mode: "
+                    f"`{stack['limits']}`" if stack.get("limits") else "") + ")")
     errors = table(["error (what:code)", "count"], sorted(result.get("errors", {}).items())) if result.get("errors") else "No errors."
     problems = "".join(f"\n- {p}" for p in result.get("problems", []))
     body = (head + f"{result['users']} users ({result['online_users']} online, the rest offline with a phone), "
-            f"{result['channels']} channels, {result['nodes']} nodes, {result['seconds']} s of traffic. Faults: {faults}.\n\n"
+            f"{result['channels']} channels, {nodes}, {result['seconds']} s of traffic. Faults: {faults}.\n\n"
             + table(["figure", "measured", "target", "verdict"], rows) + "\n\nErrors by code (transient ones during the "
             "kill are expected; the client retried them):\n\n" + errors + "\n")
     if problems:
         body += "\nProblems the simulator reported:" + problems + "\n"
-    pictures = make_plots(result, plots_dir)
+    pictures = make_plots(result, plots_dir, spec["plots"], "" if step == "sim" else " (compose)")
     for title, path in pictures:
         body += f"\n![{title}]({os.path.relpath(path, doc_dir)})\n"
-    return ("simulation", f"{result['verdict']}: {d['delivered']}/{d['expected']} delivered, p99 {fmt(p99)} ms"), body, result
+    summary = f"{result['verdict']}: {d['delivered']}/{d['expected']} delivered, p99 {fmt(p99)} ms"
+    if push.get("received") is None:
+        summary += "; pushes not checked"
+    if result["verdict"] == "PASS" and state != "ok":
+        summary = f"FAIL ({state}); simulator " + summary
+    return (spec["area"], summary), body, result
 
 
-def make_plots(result, plots_dir):
+def make_plots(result, plots_dir, prefix="sim", mode=""):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -367,11 +439,11 @@ def make_plots(result, plots_dir):
     ax.set_yscale("log")
     ax.set_xlabel("latency (ms)")
     ax.set_ylabel("samples (log)")
-    ax.set_title(f"Simulation latency: delivery p50 {fmt(result['latency_ms']['delivery']['p50'])} ms, "
+    ax.set_title(f"Simulation{mode} latency: delivery p50 {fmt(result['latency_ms']['delivery']['p50'])} ms, "
                  f"p99 {fmt(result['latency_ms']['delivery']['p99'])} ms")
     ax.legend()
     fig.tight_layout()
-    path = os.path.join(plots_dir, "sim-latency-histogram.png")
+    path = os.path.join(plots_dir, f"{prefix}-latency-histogram.png")
     fig.savefig(path, dpi=100)
     plt.close(fig)
     made.append(("delivery and ack latency histogram", path))
@@ -389,10 +461,10 @@ def make_plots(result, plots_dir):
         ax.text(action["t_s"], top * (0.97 - 0.3 * (index % 3)), " " + action["label"], rotation=90, va="top", fontsize=8)
     ax.set_xlabel("seconds since the day started")
     ax.set_ylabel("per second")
-    ax.set_title("Simulation: deliveries per second, faults marked")
+    ax.set_title(f"Simulation{mode}: deliveries per second, faults marked")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    path = os.path.join(plots_dir, "sim-deliveries-per-second.png")
+    path = os.path.join(plots_dir, f"{prefix}-deliveries-per-second.png")
     fig.savefig(path, dpi=100)
     plt.close(fig)
     made.append(("deliveries per second with the kill and restart marked", path))
@@ -425,7 +497,8 @@ def main():
     args = parser.parse_args()
     status = read_status(args.dir)
     doc_dir = os.path.dirname(os.path.abspath(args.doc))
-    for stale in ("sim-latency-histogram.png", "sim-deliveries-per-second.png"):
+    for stale in [f"{spec['plots']}-{kind}.png" for spec in SIMULATIONS.values()
+                  for kind in ("latency-histogram", "deliveries-per-second")]:
         try:
             os.remove(os.path.join(args.plots, stale))
         except OSError:
@@ -436,11 +509,14 @@ def main():
     summary_bench, bench = section_bench(status, args.dir)
     summary_browser, browser, figures = section_browser(status, args.dir)
     summary_sim, sim, sim_result = section_sim(status, args.dir, args.plots, doc_dir)
-    summary_failover, failover = section_failover(chaos_rows, sim_result, figures)
-    summaries = [summary_tests, summary_chaos, summary_bench, summary_failover, summary_browser, summary_sim]
+    summary_compose, compose, compose_result = section_sim(status, args.dir, args.plots, doc_dir, "sim-compose")
+    summary_failover, failover = section_failover(chaos_rows, sim_result, figures, compose_result,
+                                                  state_of(status, "sim-compose"))
+    summaries = [summary_tests, summary_chaos, summary_bench, summary_failover, summary_browser, summary_sim,
+                 summary_compose]
 
     steps = [[name, state_of(status, name), fmt(status[name][1], " s") if name in status else "—",
-              f"`target/readiness/{name}.log`" if name != "sim" else "`target/readiness/sim/`"]
+              f"`target/readiness/{name}/`" if name in SIMULATIONS else f"`target/readiness/{name}.log`"]
              for name in STEP_NAMES if name != "report"]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     doc = f"""# Readiness report
@@ -467,7 +543,8 @@ replace it.
 {bench}
 {failover}
 {browser}
-{sim}"""
+{sim}
+{compose}"""
     with open(args.doc, "w", encoding="utf-8") as f:
         f.write(doc)
     print(f"wrote {args.doc}")
