@@ -36,7 +36,7 @@ impl ConnectError {
     }
 }
 
-fn classify(err: anyhow::Error) -> ConnectError {
+pub fn classify(err: anyhow::Error) -> ConnectError {
     let text = format!("{err:#}");
     if text.contains("Too many open files") || text.contains("os error 24") {
         ConnectError::TooManyOpenFiles(text)

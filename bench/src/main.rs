@@ -1,6 +1,11 @@
 //! `bench`: load benchmark for a messenger node, driven over its public HTTP + WebSocket API.
 //!
-//! Three scenarios:
+//! # Layout
+//! `api.rs` HTTP setup calls, `client.rs`/`net.rs` WebSocket clients, `node.rs` the spawned
+//! node, `stats.rs`/`cpu.rs` measurements, one module per scenario (`fanout`, `idle`, `chaos`,
+//! `ratio/`), `baseline.rs` the bare server the `ratio` scenarios compare with.
+//!
+//! Scenarios:
 //! - `fanout` (default): N users subscribe to one channel over WebSockets; a few of them send
 //!   timestamped messages at a fixed rate. Measures send→ack latency (ack = durable in the DB),
 //!   deliveries per second across all clients, send→receive latency, and checks that every
@@ -10,6 +15,10 @@
 //! - `chaos`: drives a running cluster (`--urls`) while a script kills, pauses and partitions
 //!   nodes; checks that no acknowledged message is lost, that every receiver sees every seq
 //!   once and in order across reconnects, and measures how fast clients resume.
+//! - `fanout-ratio`, `saturation`, `rooms`, `idle-ratio`, `logins` and `all` (module `ratio`):
+//!   lark side by side with a bare tokio-tungstenite broadcast server (`baseline-server`, run
+//!   as a separate process), every figure as lark / baseline, server CPU time per delivery
+//!   from `/proc/<pid>/stat`; `all` ends with the issue-12 goals and a `BENCH_RESULT` line.
 //!
 //! By default the bench spawns `target/release/node` on a free loopback port with a fresh SQLite
 //! database in a temporary directory, and kills it at the end; `--url` drives a running node.
@@ -19,13 +28,18 @@
 //! or `target/release/bench idle --connections 10000`. `bench --help` lists every flag.
 
 mod api;
+mod baseline;
 mod chaos;
 mod client;
+mod cpu;
 mod fanout;
 mod idle;
+mod net;
 mod node;
+mod ratio;
 mod stats;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -35,7 +49,7 @@ const USAGE: &str = "\
 bench: load benchmark for a messenger node
 
 USAGE:
-    bench [fanout|idle|chaos] [FLAGS]
+    bench [SCENARIO] [FLAGS]          (bench/run.sh raises the file limit and starts Postgres)
 
 SCENARIOS:
     fanout   (default) one channel, every user subscribed, a few users send at a fixed rate;
@@ -44,11 +58,26 @@ SCENARIOS:
     chaos    clients on a running cluster (--urls) while nodes are killed (see chaos/run.sh);
              checks no acknowledged message is lost, no gap, no duplicate, same order everywhere
 
+  Side by side with a bare tokio-tungstenite broadcast server (the baseline, spawned as a
+  separate process); every figure as lark / baseline:
+    fanout-ratio  1 room x 200 sockets, 5 senders, 100 msg/s: server CPU-us per delivery, p50/p99
+    saturation    steps the send rate up until p99 > 200 ms or deliveries fall behind: max
+                  sustained deliveries/s of each, then lark at 70% of its own maximum
+    rooms         1,000 rooms x 5 sockets, messages spread over the rooms: CPU-us per delivery
+    idle-ratio    KiB per idle WebSocket on a fresh node and a fresh baseline
+    logins        500 logins on a fresh node, then its RSS every 5 s for 60 s (no baseline)
+    all           all of the above, a summary with the issue's goals (PASS/MISS) and one
+                  `BENCH_RESULT {json}` line
+    baseline-server --bind ADDR   the baseline itself (prints `BASELINE_PORT <port>`)
+
 COMMON FLAGS:
     --url URL             drive a running node (e.g. http://127.0.0.1:8000) instead of spawning one
     --node-pid PID        with --url: the node's pid, to read its RSS (idle scenario)
     --node-bin PATH       node binary to spawn [default: target/release/node]
     --keep                keep the temporary directory (database, node.log) after the run
+    --bind ADDR           address the spawned node and baseline listen on [default: 127.0.0.1]
+    --backend B           sqlite (fresh file per node) or postgres (the node gets DATABASE_URL and
+                          REDIS_URL from the environment; bench/run.sh starts both) [default: sqlite]
     -h, --help            print this help
 
 FANOUT FLAGS:
@@ -75,6 +104,15 @@ IDLE FLAGS:
     --concurrency N       connection attempts in flight at once [default: 200]
     --hold-seconds S      how long to hold the connections before measuring RSS [default: 3]
 
+RATIO FLAGS (fanout-ratio, saturation, rooms, idle-ratio, logins, all):
+    --quick               short durations and small counts (`all --quick` takes under 2 minutes)
+    --seconds S           measured window of fanout-ratio, rooms and the 70% run [default: 10]
+    --rate R              fanout-ratio: total messages per second over the 5 senders [default: 100]
+    --connections N       idle sockets per server [default: 15000, quick 2000; 100000 needs the
+                          OS limits in bench/README.md]
+    --rooms N             rooms of the rooms scenario [default: 1000, quick 100]
+    --logins N            logins of the logins scenario [default: 500, quick 100]
+
 Raise the open-file limit first (`ulimit -n 65536`, or as high as `ulimit -Hn` allows): every
 connection costs one descriptor in the bench and one in the spawned node, which inherits the limit.
 ";
@@ -84,6 +122,17 @@ pub enum Scenario {
     Fanout,
     Idle,
     Chaos,
+    BaselineServer,
+    Ratio(ratio::Which),
+}
+
+/// Where the spawned node keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh SQLite file in the node's temporary directory.
+    Sqlite,
+    /// `DATABASE_URL` and `REDIS_URL` from the bench's environment.
+    Postgres,
 }
 
 /// Parsed command line.
@@ -94,12 +143,18 @@ pub struct Args {
     pub node_pid: Option<u32>,
     pub node_bin: PathBuf,
     pub keep: bool,
+    /// `--bind`: an address (`baseline-server` also takes `ADDR:PORT`).
+    pub bind: String,
+    pub backend: Backend,
+    pub quick: bool,
+    pub rooms: Option<usize>,
+    pub logins: Option<usize>,
     pub users: Option<usize>,
     pub senders: usize,
     pub rate: Option<f64>,
     pub seconds: Option<u64>,
     pub drain_seconds: Option<u64>,
-    pub connections: usize,
+    pub connections: Option<usize>,
     pub concurrency: usize,
     pub hold_seconds: u64,
     pub urls: Vec<String>,
@@ -116,12 +171,17 @@ impl Default for Args {
             node_pid: None,
             node_bin: PathBuf::from("target/release/node"),
             keep: false,
+            bind: "127.0.0.1".to_owned(),
+            backend: Backend::Sqlite,
+            quick: false,
+            rooms: None,
+            logins: None,
             users: None,
             senders: 5,
             rate: None,
             seconds: None,
             drain_seconds: None,
-            connections: 10_000,
+            connections: None,
             concurrency: 200,
             hold_seconds: 3,
             urls: Vec::new(),
@@ -151,6 +211,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Option<A
             "fanout" if positional => args.scenario = Scenario::Fanout,
             "idle" if positional => args.scenario = Scenario::Idle,
             "chaos" if positional => args.scenario = Scenario::Chaos,
+            "baseline-server" if positional => args.scenario = Scenario::BaselineServer,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return Ok(None);
@@ -159,12 +220,23 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Option<A
             "--node-pid" => args.node_pid = Some(value(&arg, argv.next())?),
             "--node-bin" => args.node_bin = value(&arg, argv.next())?,
             "--keep" => args.keep = true,
+            "--bind" => args.bind = value(&arg, argv.next())?,
+            "--backend" => {
+                args.backend = match value::<String>(&arg, argv.next())?.as_str() {
+                    "sqlite" => Backend::Sqlite,
+                    "postgres" => Backend::Postgres,
+                    other => bail!("--backend must be sqlite or postgres, not {other:?}"),
+                }
+            }
+            "--quick" => args.quick = true,
+            "--rooms" => args.rooms = Some(value(&arg, argv.next())?),
+            "--logins" => args.logins = Some(value(&arg, argv.next())?),
             "--users" => args.users = Some(value(&arg, argv.next())?),
             "--senders" => args.senders = value(&arg, argv.next())?,
             "--rate" => args.rate = Some(value(&arg, argv.next())?),
             "--seconds" => args.seconds = Some(value(&arg, argv.next())?),
             "--drain-seconds" => args.drain_seconds = Some(value(&arg, argv.next())?),
-            "--connections" => args.connections = value(&arg, argv.next())?,
+            "--connections" => args.connections = Some(value(&arg, argv.next())?),
             "--concurrency" => args.concurrency = value(&arg, argv.next())?,
             "--hold-seconds" => args.hold_seconds = value(&arg, argv.next())?,
             "--urls" => {
@@ -174,7 +246,10 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> anyhow::Result<Option<A
             "--setup-url" => args.setup_url = Some(normalize_url(&value::<String>(&arg, argv.next())?)),
             "--channels" => args.channels = value(&arg, argv.next())?,
             "--actions" => args.actions = Some(value(&arg, argv.next())?),
-            other => bail!("unknown argument {other:?} (see --help)"),
+            other => match ratio::Which::parse(other) {
+                Some(which) if positional => args.scenario = Scenario::Ratio(which),
+                _ => bail!("unknown argument {other:?} (see --help)"),
+            },
         }
     }
     validate(&args)?;
@@ -209,11 +284,22 @@ fn validate(args: &Args) -> anyhow::Result<()> {
     } else if !args.urls.is_empty() || args.setup_url.is_some() || args.actions.is_some() {
         bail!("--urls, --setup-url and --actions belong to the chaos scenario");
     }
-    if args.connections == 0 || args.connections > 1_000_000 || args.concurrency == 0 {
+    if args.connections.is_some_and(|count| count == 0 || count > 1_000_000) || args.concurrency == 0 {
         bail!("--connections must be 1..=1000000 and --concurrency at least 1");
     }
     if args.node_pid.is_some() && args.url.is_none() {
         bail!("--node-pid only makes sense with --url");
+    }
+    if args.scenario == Scenario::BaselineServer {
+        baseline::bind_addr(&args.bind)?;
+    } else {
+        args.bind.parse::<IpAddr>().map_err(|_| anyhow::anyhow!("--bind takes an IP address, not {:?}", args.bind))?;
+    }
+    if matches!(args.scenario, Scenario::Ratio(_)) && args.url.is_some() {
+        bail!("the ratio scenarios spawn their own nodes (they read the server's CPU time): drop --url");
+    }
+    if args.rooms == Some(0) || args.logins == Some(0) {
+        bail!("--rooms and --logins must be at least 1");
     }
     Ok(())
 }
@@ -230,7 +316,19 @@ async fn main() -> anyhow::Result<()> {
     let Some(args) = parse_args(std::env::args().skip(1))? else {
         return Ok(());
     };
+    if args.scenario == Scenario::BaselineServer {
+        return baseline::serve(baseline::bind_addr(&args.bind)?).await;
+    }
     stats::start_clock();
+    if let Scenario::Ratio(which) = args.scenario {
+        return tokio::select! {
+            outcome = ratio::run(which, &args) => outcome,
+            signal = tokio::signal::ctrl_c() => {
+                signal.context("listening for ctrl-c")?;
+                Err(anyhow::anyhow!("interrupted"))
+            }
+        };
+    }
     if args.scenario == Scenario::Chaos {
         let opts = chaos::Options {
             urls: args.urls.clone(),
@@ -283,11 +381,13 @@ async fn run(args: &Args, node: &node::Node) -> anyhow::Result<()> {
             };
             fanout::run(node, &opts).await
         }
-        Scenario::Chaos => bail!("chaos drives a running cluster, not a spawned node"),
+        Scenario::Chaos | Scenario::BaselineServer | Scenario::Ratio(_) => {
+            bail!("this scenario does not drive one spawned node")
+        }
         Scenario::Idle => {
             let opts = idle::Options {
                 users: args.users.unwrap_or(4),
-                connections: args.connections,
+                connections: args.connections.unwrap_or(10_000),
                 concurrency: args.concurrency,
                 hold_seconds: args.hold_seconds,
             };
@@ -316,7 +416,7 @@ mod tests {
     fn parses_idle_flags() {
         let args = parse("idle --connections 500 --concurrency 10 --url http://127.0.0.1:9/").unwrap().unwrap();
         assert_eq!(args.scenario, Scenario::Idle);
-        assert_eq!(args.connections, 500);
+        assert_eq!(args.connections, Some(500));
         assert_eq!(args.concurrency, 10);
         assert_eq!(args.url.as_deref(), Some("http://127.0.0.1:9"));
     }
@@ -331,6 +431,19 @@ mod tests {
         assert!(parse("chaos").is_err(), "chaos needs --urls");
         assert!(parse("chaos --urls http://10.0.0.1:8000").is_err(), "loopback only");
         assert!(parse("--urls http://127.0.0.1:8000").is_err(), "--urls is a chaos flag");
+    }
+
+    #[test]
+    fn parses_ratio_scenarios() {
+        let args = parse("all --quick --backend postgres --bind 127.0.0.1").unwrap().unwrap();
+        assert_eq!(args.scenario, Scenario::Ratio(ratio::Which::All));
+        assert!(args.quick);
+        assert_eq!(args.backend, Backend::Postgres);
+        assert_eq!(parse("rooms --rooms 10").unwrap().unwrap().rooms, Some(10));
+        assert_eq!(parse("baseline-server --bind 127.0.0.1:0").unwrap().unwrap().scenario, Scenario::BaselineServer);
+        assert!(parse("all --backend mysql").is_err());
+        assert!(parse("all --bind nowhere").is_err());
+        assert!(parse("saturation --url http://127.0.0.1:8000").is_err(), "ratio scenarios spawn their servers");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The node under test: either spawned here (fresh SQLite database in a temporary directory,
-//! free loopback port) or an already running one given by `--url`.
+//! The node under test: either spawned here (fresh SQLite database in a temporary directory, or
+//! the Postgres + Redis of `DATABASE_URL`/`REDIS_URL` with `--backend postgres`; a free port on
+//! `--bind`) or an already running one given by `--url`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,7 +10,7 @@ use anyhow::{bail, Context};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
-use crate::Args;
+use crate::{Args, Backend};
 
 /// How long a spawned node may take to answer `/healthz`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,6 +25,49 @@ pub struct Node {
     keep: bool,
 }
 
+/// How to spawn a node.
+#[derive(Debug, Clone)]
+pub struct Spawn {
+    pub bin: PathBuf,
+    /// The IP address it listens on (a free port is picked).
+    pub bind: String,
+    pub backend: Backend,
+    /// `MAX_CONNECTIONS`: WebSocket sessions the node accepts.
+    pub max_connections: usize,
+    pub keep: bool,
+}
+
+impl Spawn {
+    pub fn from_args(args: &Args) -> Self {
+        Self {
+            bin: args.node_bin.clone(),
+            bind: args.bind.clone(),
+            backend: args.backend,
+            max_connections: 20_000,
+            keep: args.keep,
+        }
+    }
+}
+
+/// The address clients use for a listen address (`0.0.0.0` is reached at `127.0.0.1`).
+pub fn client_host(bind: &str) -> String {
+    match bind {
+        "0.0.0.0" => "127.0.0.1".to_owned(),
+        "::" => "[::1]".to_owned(),
+        ip if ip.contains(':') => format!("[{ip}]"),
+        ip => ip.to_owned(),
+    }
+}
+
+/// `ip:port`, with brackets around an IPv6 address.
+pub fn listen_addr(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
 impl Node {
     pub async fn start(args: &Args) -> anyhow::Result<Self> {
         if let Some(url) = &args.url {
@@ -34,28 +78,47 @@ impl Node {
             wait_healthy(&node.base, Duration::from_secs(5), None).await?;
             return Ok(node);
         }
-        let bin = &args.node_bin;
+        Self::spawn(&Spawn::from_args(args)).await
+    }
+
+    /// Spawns a fresh node process and waits until it answers `/healthz`.
+    pub async fn spawn(spawn: &Spawn) -> anyhow::Result<Self> {
+        let bin = &spawn.bin;
         if !bin.is_file() {
             bail!("node binary {} not found: build it with `cargo build --release -p node`", bin.display());
         }
         let dir = std::env::temp_dir().join(format!("lark-bench-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let port = free_port()?;
-        let base = format!("http://127.0.0.1:{port}");
+        let port = free_port(&spawn.bind)?;
+        let base = format!("http://{}:{port}", client_host(&spawn.bind));
         let log = std::fs::File::create(dir.join("node.log")).context("creating node.log")?;
-        let child = Command::new(bin)
-            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-            .env("DATABASE_URL", format!("sqlite://{}", dir.join("bench.db").display()))
+        let mut command = Command::new(bin);
+        match spawn.backend {
+            Backend::Sqlite => {
+                command
+                    .env("DATABASE_URL", format!("sqlite://{}", dir.join("bench.db").display()))
+                    .env_remove("REDIS_URL");
+            }
+            Backend::Postgres => {
+                let database = std::env::var("DATABASE_URL").unwrap_or_default();
+                let redis = std::env::var("REDIS_URL").unwrap_or_default();
+                if !database.starts_with("postgres") || redis.is_empty() {
+                    bail!("--backend postgres needs DATABASE_URL=postgres://… and REDIS_URL in the environment (bench/run.sh starts both)");
+                }
+                command.env("DATABASE_URL", database).env("REDIS_URL", redis);
+            }
+        }
+        let child = command
+            .env("BIND_ADDR", listen_addr(&spawn.bind, port))
             .env("JWT_SECRET", format!("bench-{}", uuid::Uuid::new_v4().simple()))
             .env("ACCESS_TOKEN_TTL_SECS", "7200")
-            .env("MAX_CONNECTIONS", "20000")
+            .env("MAX_CONNECTIONS", spawn.max_connections.to_string())
             .env("WS_RATE_PER_SEC", "100000")
             .env("WS_RATE_BURST", "100000")
             // Every bench user logs in from this one address.
             .env("LOGIN_RATE_PER_MIN", "1000000")
             .env("SIGNUP_RATE_PER_HOUR", "1000000")
             .env("RUST_LOG", "warn")
-            .env_remove("REDIS_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().context("cloning the log handle")?))
             .stderr(Stdio::from(log))
@@ -64,7 +127,7 @@ impl Node {
             .with_context(|| format!("spawning {}", bin.display()))?;
         let pid = child.id();
         println!("spawned node pid {} on {base} (logs and database in {})", pid.unwrap_or(0), dir.display());
-        let node = Self { base, pid, child: Mutex::new(Some(child)), dir: Some(dir), keep: args.keep };
+        let node = Self { base, pid, child: Mutex::new(Some(child)), dir: Some(dir), keep: spawn.keep };
         if let Err(err) = wait_healthy(&node.base, STARTUP_TIMEOUT, Some(&node.child)).await {
             node.print_log_tail(30);
             node.stop(Duration::from_secs(2)).await;
@@ -126,9 +189,10 @@ fn remove_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_dir_all(dir)
 }
 
-/// A loopback port that was free a moment ago (the node binds it right after).
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+/// A port on `ip` that was free a moment ago (the node binds it right after).
+fn free_port(ip: &str) -> anyhow::Result<u16> {
+    let ip: std::net::IpAddr = ip.parse().with_context(|| format!("bad bind address {ip:?}"))?;
+    let listener = std::net::TcpListener::bind((ip, 0)).context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }
 
