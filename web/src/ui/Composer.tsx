@@ -1,4 +1,4 @@
-import { useRef, useState, type KeyboardEvent } from "react";
+import { useLayoutEffect, useRef, useState, type KeyboardEvent } from "react";
 import { uploadFile } from "../chat/files";
 import { store } from "../chat/store";
 import type { FileInfo, User } from "../chat/types";
@@ -24,6 +24,17 @@ export function Composer({ channelId, parentId = null, placeholder }: Props) {
   const [suggest, setSuggest] = useState<{ start: number; users: User[]; index: number } | null>(null);
   const input = useRef<HTMLTextAreaElement>(null);
   const fileInput = useRef<HTMLInputElement>(null);
+  /** Where the caret goes once a picked mention is in the text. */
+  const caretAfterPick = useRef<number | null>(null);
+
+  // Placed in the same commit as the new text, before the next keystroke is handled: placed
+  // a frame later, a key typed meanwhile landed after the caret ("ow are you?h").
+  useLayoutEffect(() => {
+    const position = caretAfterPick.current;
+    if (position === null) return;
+    caretAfterPick.current = null;
+    input.current?.setSelectionRange(position, position);
+  }, [text]);
 
   function updateSuggestions(value: string, caret: number) {
     const found = mentionQuery(value, caret);
@@ -42,13 +53,10 @@ export function Composer({ channelId, parentId = null, placeholder }: Props) {
     const caret = el.selectionStart ?? text.length;
     const start = suggest?.start ?? caret;
     const next = `${text.slice(0, start)}@${user.username} ${text.slice(caret)}`;
+    caretAfterPick.current = start + user.username.length + 2;
+    el.focus();
     setText(next);
     setSuggest(null);
-    requestAnimationFrame(() => {
-      el.focus();
-      const position = start + user.username.length + 2;
-      el.setSelectionRange(position, position);
-    });
   }
 
   function send() {
