@@ -123,7 +123,7 @@ pub async fn run(node: &Node, opts: &Options) -> anyhow::Result<()> {
 }
 
 /// Keeps one idle connection open (reading, so that server pings get their pongs) until stopped.
-async fn hold(mut ws: Ws, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn hold(mut ws: Ws, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -162,7 +162,7 @@ fn kib(value: Option<u64>) -> String {
 }
 
 /// Error texts without the per-connection details (ports, tokens), for grouping.
-fn shorten(text: &str) -> String {
+pub(crate) fn shorten(text: &str) -> String {
     text.chars().take(160).collect()
 }
 

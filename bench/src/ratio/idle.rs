@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use futures_util::{stream, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::servers;
 use super::Settings;
 use crate::api::Api;
 use crate::baseline::Baseline;
-use crate::client::{self, ConnectError, Ws};
+use crate::client::ConnectError;
+use crate::idle::{hold, shorten};
 use crate::node::{Node, Spawn};
 use crate::{net, stats};
 
@@ -131,7 +131,7 @@ async fn hold_idle(urls: &[String], count: usize, concurrency: usize, rss: impl 
                 failed += 1;
                 let text = match &err {
                     ConnectError::TooManyOpenFiles(_) => "too many open files (raise ulimit -n)".to_owned(),
-                    other => other.describe().chars().take(160).collect(),
+                    other => shorten(&other.describe()),
                 };
                 *failures.entry(text).or_default() += 1;
                 if failed >= MAX_FAILURES {
@@ -159,18 +159,4 @@ async fn hold_idle(urls: &[String], count: usize, concurrency: usize, rss: impl 
         holders.abort_all();
     }
     IdleSide { opened, failed, rss_before_kib, rss_after_kib, connect_secs }
-}
-
-/// Keeps one socket open, reading (so pings get their pongs), until told to stop.
-async fn hold(mut ws: Ws, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            message = ws.next() => match message {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                Some(Ok(_)) => {}
-            },
-        }
-    }
-    client::close(&mut ws).await;
 }
