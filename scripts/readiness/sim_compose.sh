@@ -46,6 +46,8 @@ done
 
 # shellcheck source=deploy/compose-lib.sh
 . deploy/compose-lib.sh
+# shellcheck source=scripts/readiness/sim_lib.sh
+. scripts/readiness/sim_lib.sh
 
 sim_pid="" up=0
 on_exit() {
@@ -109,19 +111,7 @@ actions=$out/actions
 log "simulate --urls $url --users $users --seconds $seconds (no --fcm: pushes not checked)"
 "$sim_bin" --urls "$url" --users "$users" --seconds "$seconds" --actions "$actions" > >(tee "$out/sim.log") 2>&1 &
 sim_pid=$!
-started=""
-for _ in $(seq 1 1800); do
-    started=$(grep -m1 '^SIM_STARTED ' "$out/sim.log" 2>/dev/null | awk '{print $2}' || true)
-    [[ -z $started ]] || break
-    kill -0 "$sim_pid" 2>/dev/null || break
-    sleep 0.1
-done
-if [[ -z $started ]]; then
-    log "the simulator did not start its day"
-    cat "$out/sim.log" >&2
-    exit 2
-fi
-log "day started at $started"
+sim_wait_started "$out/sim.log" "$sim_pid"
 
 # The running node container whose raft id owns channel:$1 (empty when no node answers).
 owner_container() {

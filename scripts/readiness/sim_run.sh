@@ -30,6 +30,8 @@ mkdir -p "$out/nodes"
 
 # shellcheck source=chaos/cluster.sh
 source chaos/cluster.sh
+# shellcheck source=scripts/readiness/sim_lib.sh
+. scripts/readiness/sim_lib.sh
 fcm_pid="" sim_pid=""
 on_exit() {
     local rc=$?
@@ -62,19 +64,7 @@ log "simulate --urls $(all_urls) --users $users --seconds $seconds"
 "$sim_bin" --urls "$(all_urls)" --users "$users" --seconds "$seconds" --actions "$CHAOS_DIR/actions" \
     --fcm "http://127.0.0.1:$fcm_port" >"$out/sim.log" 2>&1 &
 sim_pid=$!
-started=""
-for _ in $(seq 1 1800); do
-    started=$(grep -m1 '^SIM_STARTED ' "$out/sim.log" 2>/dev/null | awk '{print $2}' || true)
-    [[ -z $started ]] || break
-    kill -0 "$sim_pid" 2>/dev/null || break
-    sleep 0.1
-done
-if [[ -z $started ]]; then
-    log "the simulator did not start its day"
-    cat "$out/sim.log" >&2
-    exit 2
-fi
-log "day started at $started"
+sim_wait_started "$out/sim.log" "$sim_pid"
 if ((fault)); then
     general=$(grep -m1 '^SIM_CHANNEL general ' "$out/sim.log" | awk '{print $3}')
     victim=$(node_index_of "$(cluster_owner "channel:$general")")
