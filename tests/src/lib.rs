@@ -210,6 +210,20 @@ impl Api {
         self.send(self.request(reqwest::Method::POST, path).json(body)).await
     }
 
+    /// Sends until the message is acknowledged (its channel's owner may be moving); its seq.
+    pub async fn send_acknowledged(&self, channel: &str, client_msg_id: &str) -> i64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let body = json!({"client_msg_id": client_msg_id, "body": client_msg_id});
+            let (status, answer) = self.post(&format!("/v1/channels/{channel}/messages"), &body).await;
+            if status == 201 {
+                return answer["message"]["seq"].as_i64().unwrap();
+            }
+            assert!(std::time::Instant::now() < deadline, "{client_msg_id} never acknowledged: {status} {answer}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn put(&self, path: &str) -> (u16, Value) {
         self.send(self.request(reqwest::Method::PUT, path)).await
     }

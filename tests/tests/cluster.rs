@@ -79,20 +79,6 @@ async fn a_fourth_node_joins_and_serves_clients() {
     assert_eq!(ws.next_of("event").await["event"]["message"]["body"], "hi four");
 }
 
-/// Sends until the message is acknowledged (the owner may be moving); returns its seq.
-async fn send_acknowledged(api: &Api, channel: &str, client_msg_id: &str) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let body = json!({"client_msg_id": client_msg_id, "body": client_msg_id});
-        let (status, answer) = api.post(&format!("/v1/channels/{channel}/messages"), &body).await;
-        if status == 201 {
-            return answer["message"]["seq"].as_i64().unwrap();
-        }
-        assert!(Instant::now() < deadline, "{client_msg_id} never acknowledged: {status} {answer}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_owner_of_a_busy_channel_loses_nothing_acknowledged() {
     let Some(mut cluster) = ClusterSandbox::start(3).await else { return };
@@ -112,7 +98,7 @@ async fn killing_the_owner_of_a_busy_channel_loses_nothing_acknowledged() {
 
     let mut acknowledged = Vec::new();
     for n in 0..20 {
-        acknowledged.push((format!("before-{n}"), send_acknowledged(&writer, &channel, &format!("before-{n}")).await));
+        acknowledged.push((format!("before-{n}"), writer.send_acknowledged(&channel, &format!("before-{n}")).await));
     }
     let mut last_seen_by_doomed = 0;
     while last_seen_by_doomed < acknowledged.last().unwrap().1 {
@@ -122,7 +108,7 @@ async fn killing_the_owner_of_a_busy_channel_loses_nothing_acknowledged() {
     let killed_at = Instant::now();
     cluster.kill(owner).await;
     for n in 0..20 {
-        acknowledged.push((format!("after-{n}"), send_acknowledged(&writer, &channel, &format!("after-{n}")).await));
+        acknowledged.push((format!("after-{n}"), writer.send_acknowledged(&channel, &format!("after-{n}")).await));
     }
     let rehomed_after = killed_at.elapsed();
     cluster.wait_for_members(2, Duration::from_secs(30)).await;

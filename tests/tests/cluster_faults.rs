@@ -5,7 +5,7 @@
 //! incarnation, lost links re-established subscriptions, and sessions reconciled typing
 //! and presence with the new owner.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use integration_tests::sandbox::ClusterSandbox;
 use integration_tests::{Api, WsClient};
@@ -14,20 +14,6 @@ use serde_json::json;
 async fn join(api: &Api, channel: &str) {
     let (status, answer) = api.post(&format!("/v1/channels/{channel}/join"), &json!({})).await;
     assert_eq!(status, 200, "{answer}");
-}
-
-/// Sends until the message is acknowledged (the owner may be moving); returns its seq.
-async fn send_acknowledged(api: &Api, channel: &str, client_msg_id: &str) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let body = json!({"client_msg_id": client_msg_id, "body": client_msg_id});
-        let (status, answer) = api.post(&format!("/v1/channels/{channel}/messages"), &body).await;
-        if status == 201 {
-            return answer["message"]["seq"].as_i64().unwrap();
-        }
-        assert!(Instant::now() < deadline, "{client_msg_id} never acknowledged: {status} {answer}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Reads events until `head`; returns the seqs in arrival order.
@@ -56,7 +42,7 @@ async fn an_instant_restart_of_a_channels_owner_keeps_every_subscriber_receiving
     let mut ws = reader.on(&cluster.nodes[reader_node].http()).connect().await;
     let from = ws.ok(json!({"type":"subscribe","channel_id":channel})).await["head_seq"].as_i64().unwrap();
     let writer = admin.on(&cluster.nodes[writer_node].http());
-    let before = send_acknowledged(&writer, &channel, "before").await;
+    let before = writer.send_acknowledged(&channel, "before").await;
     assert_eq!(events_until(&mut ws, before).await, vec![before]);
 
     // kill -9 and back at once with the same data folder, as a process supervisor does.
@@ -65,7 +51,7 @@ async fn an_instant_restart_of_a_channels_owner_keeps_every_subscriber_receiving
     cluster.restart(owner).await;
     let mut last = before;
     for n in 0..10 {
-        last = send_acknowledged(&writer, &channel, &format!("after-{n}")).await;
+        last = writer.send_acknowledged(&channel, &format!("after-{n}")).await;
     }
     eprintln!("kill -9 + restart of the owner → 10 acknowledged sends in {:?}", started.elapsed());
     let seen = events_until(&mut ws, last).await;
@@ -86,7 +72,7 @@ async fn two_of_three_killed_and_restarted_leave_no_subscriber_behind() {
     let mut ws = reader.on(&cluster.nodes[survivor].http()).connect().await;
     ws.ok(json!({"type":"subscribe","channel_id":channel})).await;
     let writer = admin.on(&cluster.nodes[survivor].http());
-    let before = send_acknowledged(&writer, &channel, "before").await;
+    let before = writer.send_acknowledged(&channel, "before").await;
     assert_eq!(events_until(&mut ws, before).await, vec![before]);
 
     cluster.kill(owner).await;
@@ -95,7 +81,7 @@ async fn two_of_three_killed_and_restarted_leave_no_subscriber_behind() {
     cluster.restart(second).await;
     let mut last = before;
     for n in 0..10 {
-        last = send_acknowledged(&writer, &channel, &format!("after-{n}")).await;
+        last = writer.send_acknowledged(&channel, &format!("after-{n}")).await;
     }
     let seen = events_until(&mut ws, last).await;
     assert_eq!(seen, (before + 1..=last).collect::<Vec<_>>(), "the survivor's client is not left behind");
