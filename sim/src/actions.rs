@@ -5,21 +5,13 @@
 
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::conn::{Conn, ReqError};
 use crate::meeting;
 use crate::record::SentMessage;
-use crate::user::{Session, UserCtx};
+use crate::state::{Outgoing, Session, UserCtx};
 use crate::world::Kind;
-
-/// A message composed and not yet acknowledged.
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    pub client_msg_id: String,
-    pub channel: usize,
-    pub frame: Value,
-}
 
 const EMOJI: [&str; 4] = ["👍", "🎉", "eyes", "heart"];
 

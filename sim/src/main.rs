@@ -26,6 +26,7 @@ mod conn;
 mod meeting;
 mod record;
 mod report;
+mod state;
 mod stats;
 mod user;
 mod world;
@@ -40,9 +41,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::api::Api;
-use crate::meeting::Board;
 use crate::record::Recorder;
-use crate::user::{Phase, UserCtx};
+use crate::state::{Board, Phase, UserCtx};
 
 struct Args {
     urls: Vec<String>,

@@ -5,37 +5,10 @@
 //! at its addressee. After a reconnect a participant sends `meeting_join` again (same
 //! participant id within the grace period).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use serde_json::{json, Value};
 
 use crate::conn::Conn;
-use crate::user::{Session, UserCtx};
-use crate::world::MeetingPlan;
-
-pub struct Slot {
-    pub plan: MeetingPlan,
-    pub id: Option<String>,
-    /// Participant ids by user, once joined.
-    pub participants: HashMap<usize, String>,
-}
-
-/// The planned meetings and who is in them, shared by all users.
-pub struct Board {
-    slots: Mutex<Vec<Slot>>,
-}
-
-impl Board {
-    pub fn new(plans: &[MeetingPlan]) -> Self {
-        let slots = plans.iter().map(|plan| Slot { plan: plan.clone(), id: None, participants: HashMap::new() });
-        Self { slots: Mutex::new(slots.collect()) }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
-        self.slots.lock().expect("meeting board")
-    }
-}
+use crate::state::{Session, UserCtx};
 
 /// A meeting step if one is due (returns true when it took the turn).
 pub async fn tick(ctx: &UserCtx, conn: &Conn, session: &mut Session) -> bool {

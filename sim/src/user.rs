@@ -5,67 +5,16 @@
 //! its resume time. Incoming frames are checked and recorded here; what the user *does* is
 //! in `actions.rs` and `meeting.rs`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::sync::watch;
 
-use crate::actions::{self, Outgoing};
-use crate::api::Api;
+use crate::actions;
 use crate::conn::{Conn, ReqError};
-use crate::meeting::{self, Board};
-use crate::record::Recorder;
+use crate::meeting;
+use crate::state::{Offer, Phase, Recent, Session, UserCtx};
 use crate::stats::{Arrival, Rng};
-use crate::world::World;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Users act.
-    Run,
-    /// No new actions: resends, answers and deliveries only.
-    Drain,
-    Stop,
-}
-
-/// A recently seen message, for reactions, replies and edits.
-#[derive(Debug, Clone)]
-pub struct Recent {
-    pub message_id: String,
-    pub is_root: bool,
-}
-
-/// An offer received, to be answered.
-#[derive(Debug, Clone)]
-pub struct Offer {
-    pub meeting_id: String,
-    pub from_participant: String,
-    pub from_user: usize,
-}
-
-pub struct UserCtx {
-    pub index: usize,
-    pub world: Arc<World>,
-    pub rec: Arc<Recorder>,
-    pub api: Api,
-    pub board: Arc<Board>,
-    pub phase: watch::Receiver<Phase>,
-    pub offers: Mutex<Vec<Offer>>,
-    pub recent: Mutex<HashMap<usize, Vec<Recent>>>,
-}
-
-/// What the user keeps across connections.
-pub struct Session {
-    pub url: usize,
-    pub rng: Rng,
-    pub unacked: Vec<Outgoing>,
-    /// Meeting slots this user has joined.
-    pub meetings: Vec<usize>,
-    pub own_messages: Vec<(usize, String)>,
-    pub away: bool,
-    pub sent: u64,
-}
 
 const RECENT_KEPT: usize = 30;
 const PING_EVERY: Duration = Duration::from_secs(3);
